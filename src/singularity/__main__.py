@@ -1,0 +1,7 @@
+"""`python -m singularity`"""
+
+import sys
+
+from singularity.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""CentralCloud: owns the bus (initialization, retention), and later analytics and learning."""

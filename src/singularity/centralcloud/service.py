@@ -1,0 +1,59 @@
+"""CentralCloud's loop: prune the archives on schedule and report the state of the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import psycopg
+import structlog
+
+from singularity.errors import DatabaseUnavailable
+from singularity.postgres.connect import async_connection, describe_error
+from singularity.postgres.topology import Database, Role
+from singularity.services import ServiceContext
+from singularity.shared_queue import list_queues, prune_archives, queue_metrics
+
+__all__ = ["CentralCloud"]
+
+log = structlog.get_logger(__name__)
+
+
+class CentralCloud:
+    """The owner of the bus."""
+
+    name = "centralcloud"
+
+    def __init__(self, retention_every_s: float = 3600.0, report_every_s: float = 60.0) -> None:
+        self.retention_every_s = retention_every_s
+        self.report_every_s = report_every_s
+
+    async def run(self, context: ServiceContext, stop: asyncio.Event) -> None:
+        endpoint = context.cluster.service(Role.CENTRALCLOUD, Database.SHARED_QUEUE)
+        days = context.settings.shared_queue_retention_days
+        log.info("centralcloud_started", retention_days=days, bus=str(endpoint))
+        next_prune = 0.0
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                async with async_connection(endpoint) as conn:
+                    if loop.time() >= next_prune:
+                        await self.prune(conn, days)
+                        next_prune = loop.time() + self.retention_every_s
+                    await self.report(conn)
+            except (psycopg.Error, DatabaseUnavailable) as exc:
+                log.warning("centralcloud_cycle_failed", error=describe_error(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.report_every_s)
+        log.info("centralcloud_stopped")
+
+    async def prune(self, conn: psycopg.AsyncConnection, days: int) -> dict[str, int]:
+        pruned = await prune_archives(conn, await list_queues(conn), days=days)
+        log.info("retention_done", pruned=sum(pruned.values()), older_than_days=days)
+        return pruned
+
+    async def report(self, conn: psycopg.AsyncConnection) -> None:
+        metrics = await queue_metrics(conn)
+        waiting = {m.queue: m.length for m in metrics if m.length}
+        dead = {m.queue: m.length for m in metrics if m.queue.endswith("_dlq") and m.length}
+        log.info("bus_status", queues=len(metrics), waiting=waiting, dead_letters=dead)

@@ -1,0 +1,64 @@
+"""The `singularity` command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import psycopg
+import typer
+
+from singularity.cli import config_cmd, db_cmd, queue_cmd, service_cmd
+from singularity.cli.common import err_console
+from singularity.errors import SingularityError
+from singularity.postgres.connect import describe_error
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="singularity",
+    help="Run AI coding agents under human oversight.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(queue_cmd.app, name="queue")
+app.command("up")(service_cmd.up)
+app.command("run")(service_cmd.run_service)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every failure a user can cause ends in one line on stderr, never a traceback."""
+    try:
+        result = app(args=argv, prog_name="singularity", standalone_mode=False)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "singularity"
+        _fail(f"{exc.format_message()} (see `{where} --help`)")
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        err_console.print("interrupted")
+        return 130
+    except SingularityError as exc:
+        _fail(str(exc))
+        return exc.exit_code
+    except psycopg.Error as exc:
+        _fail(f"database error: {describe_error(exc)}")
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[red]error:[/] {message}", soft_wrap=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run_main() -> None:
+    """The console script."""
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""What every command shares: the consoles, settings, and running async work."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from rich.console import Console
+
+from singularity.config import Settings, load_settings
+from singularity.logs import configure_logging
+
+__all__ = ["console", "err_console", "load", "run"]
+
+T = TypeVar("T")
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def load(*, service: bool = False) -> Settings:
+    """The settings, with logging set up: services log at SINGULARITY_LOG_LEVEL (info);
+    one-shot commands show only warnings unless the variable is set."""
+    settings = load_settings()
+    explicit = "SINGULARITY_LOG_LEVEL" in os.environ
+    level = settings.singularity_log_level if (service or explicit) else "warning"
+    configure_logging(level, settings.singularity_log_format)
+    return settings
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)

@@ -1,0 +1,105 @@
+"""`singularity up` and `singularity run SERVICE`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import typer
+from rich.panel import Panel
+
+from singularity.bootstrap import bootstrap
+from singularity.cli.common import console, err_console, load
+from singularity.cli.db_cmd import print_report
+from singularity.config import Settings
+from singularity.database import open_cluster
+from singularity.errors import SingularityError
+from singularity.postgres.cluster import Cluster
+from singularity.postgres.connect import async_connection
+from singularity.postgres.topology import Database
+from singularity.services import SERVICES, Service, ServiceContext, resolve_services, run_services
+from singularity.shared_queue import QUEUES, list_queues
+
+
+def up(
+    without_pgvector: bool = typer.Option(
+        False, "--without-pgvector", help="Accept a server without pgvector (no embeddings)."
+    ),
+) -> None:
+    """Set up everything and run every service in this process, until Ctrl-C."""
+    settings = load(service=True)
+    services = resolve_services(list(SERVICES))
+    with open_cluster(settings) as cluster:
+        with err_console.status("bootstrapping") as status:
+            report = asyncio.run(
+                bootstrap(cluster, require_vector=not without_pgvector, progress=status.update)
+            )
+        print_report(report)
+        console.print(_welcome(settings, cluster, services))
+        _serve(settings, cluster, services)
+    console.print("stopped")
+
+
+def run_service(
+    service: str = typer.Argument(..., help="The service: " + ", ".join(sorted(SERVICES))),
+) -> None:
+    """Run one service alone (scale out by running more of them, anywhere)."""
+    services = resolve_services([service])
+    settings = load(service=True)
+    with open_cluster(settings) as cluster:
+        asyncio.run(_require_bus(cluster))
+        _serve(settings, cluster, services)
+
+
+async def _require_bus(cluster: Cluster) -> None:
+    async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
+        present = set(await list_queues(conn)) if await _has_pgmq(conn) else set()
+    missing = [spec.name for spec in QUEUES if spec.name not in present]
+    if missing:
+        raise SingularityError(
+            f"the bus is not set up (missing queue {missing[0]!r}): run `singularity db init` first"
+        )
+
+
+async def _has_pgmq(conn: object) -> bool:
+    from singularity.shared_queue.sql import QUERIES
+
+    row = await (await conn.execute(QUERIES["pgmq_state"])).fetchone()  # type: ignore[attr-defined]
+    return bool(row and row[0])
+
+
+def _serve(settings: Settings, cluster: Cluster, services: list[Service]) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():
+                os._exit(130)  # a second Ctrl-C: the user insists
+            err_console.print("stopping (Ctrl-C again to force)", style="dim")
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        await run_services(services, ServiceContext(settings, cluster), stop)
+
+    asyncio.run(main())
+
+
+def _welcome(settings: Settings, cluster: Cluster, services: list[Service]) -> Panel:
+    if cluster.embedded:
+        where = f"embedded PostgreSQL 16 in {settings.pgdata}"
+    else:
+        where = str(cluster.maintenance(Database.SHARED_QUEUE))
+    lines = [
+        f"[bold]database[/]   {where}",
+        f"[bold]bus[/]        {cluster.admin(Database.SHARED_QUEUE)} ({len(QUEUES)} queues)",
+        f"[bold]services[/]   {', '.join(s.name for s in services)}",
+        f"[bold]home[/]       {settings.singularity_home}",
+        "",
+        'psql:   [cyan]psql "$(singularity db url nexus)"[/]',
+        "queues: [cyan]singularity queue metrics[/]",
+        "Press [bold]Ctrl-C[/] to stop.",
+    ]
+    return Panel("\n".join(lines), title="Singularity is running", expand=False)

@@ -1,0 +1,179 @@
+"""The platform's one settings object, read from the environment and a `.env` file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from singularity.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+_PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,20}$|^$")
+_URL_FIELDS = (
+    "database_url",
+    "genesis_database_url",
+    "centralcloud_database_url",
+    "nexus_database_url",
+    "shared_queue_db_url",
+)
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _default_home() -> Path:
+    return platformdirs.user_data_path("singularity", appauthor=False)
+
+
+class Settings(BaseSettings):
+    """Effective configuration; every field maps to one environment variable of the same name."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Defaults for every database (the design's names).
+    db_host: str | None = None
+    db_port: Port = 5432
+    db_user: str = "postgres"
+    db_password: SecretStr | None = None
+    nexus_db: str | None = None
+
+    # Per-database overrides.
+    database_url: SecretStr | None = None
+    genesis_database_url: SecretStr | None = None
+    centralcloud_database_url: SecretStr | None = None
+    nexus_database_url: SecretStr | None = None
+
+    # The bus.
+    shared_queue_db_url: SecretStr | None = None
+    shared_queue_host: str | None = None
+    shared_queue_port: Port | None = None
+    shared_queue_user: str | None = None
+    shared_queue_password: SecretStr | None = None
+    shared_queue_retention_days: int = Field(90, ge=1)
+    shared_queue_poll_ms: int = Field(250, ge=10, le=60_000)
+    shared_queue_batch_size: int = Field(100, ge=1, le=10_000)
+
+    # Services.
+    port: Port = 3000
+    genesis_data_dir: Path | None = None
+
+    # Provider keys.
+    anthropic_api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+    google_api_key: SecretStr | None = None
+    openrouter_api_key: SecretStr | None = None
+
+    # Our own.
+    singularity_home: Path = Field(default_factory=_default_home)
+    singularity_db_prefix: str = ""
+    singularity_log_level: str = "info"
+    singularity_log_format: str = "console"
+    singularity_role_password_singularity: SecretStr | None = None
+    singularity_role_password_centralcloud: SecretStr | None = None
+    singularity_role_password_genesis: SecretStr | None = None
+    singularity_role_password_nexus: SecretStr | None = None
+    singularity_role_password_centralcloud_analytics: SecretStr | None = None
+
+    @field_validator(*_URL_FIELDS)
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("singularity_db_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not _PREFIX_PATTERN.match(value):
+            raise ValueError(
+                "must start with a lowercase letter and hold only a-z, 0-9 and _ (21 at most)"
+            )
+        return value
+
+    @field_validator("singularity_log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in ("debug", "info", "warning", "error"):
+            raise ValueError("must be one of debug, info, warning, error")
+        return value
+
+    @field_validator("singularity_log_format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        value = value.lower()
+        if value not in ("console", "json"):
+            raise ValueError("must be console or json")
+        return value
+
+    @field_validator("db_host", "shared_queue_host", "nexus_db", "shared_queue_user")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def embedded(self) -> bool:
+        """True when no database server is configured: the platform runs its own."""
+        return (
+            self.db_host is None
+            and self.shared_queue_host is None
+            and all(getattr(self, name) is None for name in _URL_FIELDS)
+        )
+
+    @property
+    def pgdata(self) -> Path:
+        return self.singularity_home / "pgdata"
+
+    @property
+    def genesis_dir(self) -> Path:
+        return self.genesis_data_dir or self.singularity_home / "genesis"
+
+    def role_password(self, role: str) -> SecretStr | None:
+        """The password configured for a service role, if any."""
+        value = getattr(self, f"singularity_role_password_{role}", None)
+        return value if isinstance(value, SecretStr) and value.get_secret_value() else None
+
+    def masked(self) -> dict[str, Any]:
+        """Every setting by its environment name, secrets masked, for display."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = _mask(name, value.get_secret_value())
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[name.upper()] = value
+        return shown
+
+
+def _mask(name: str, secret: str) -> str:
+    if name.endswith("_url"):
+        parts = urlsplit(secret)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
+            return parts._replace(netloc=netloc).geturl()
+        return secret
+    return "****" if secret else ""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning a bad value into one clear line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            problems.append(f"{name}: {error['msg']} (got {error.get('input')!r})")
+        raise ConfigError("; ".join(problems)) from None

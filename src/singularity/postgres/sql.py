@@ -1,0 +1,9 @@
+"""The postgres package's queries."""
+
+from __future__ import annotations
+
+from singularity.postgres.queries import Queries
+
+__all__ = ["QUERIES"]
+
+QUERIES = Queries("singularity.postgres")

@@ -1,0 +1,71 @@
+"""The bus: pgmq queues in the shared_queue database, and the one consumer runtime.
+
+Import from here; the modules behind it are free to move.
+"""
+
+from singularity.shared_queue.bus import Bus, consumer_options, open_bus
+from singularity.shared_queue.catalog import QUEUES, QueueSpec, dead_letter_queue, queue_spec
+from singularity.shared_queue.consumer import (
+    Consumer,
+    ConsumerOptions,
+    Delivery,
+    Handler,
+    PermanentFailure,
+    Reply,
+)
+from singularity.shared_queue.deadletter import DeadLetter, list_dead_letters, redrive
+from singularity.shared_queue.install import apply_grants, ensure_queue, install_bus
+from singularity.shared_queue.listener import Listener
+from singularity.shared_queue.messages import (
+    ApprovalRequest,
+    ApprovalResponse,
+    BusMessage,
+    JobRequest,
+    JobResult,
+    LlmRequest,
+    LlmResult,
+    QuestionRequest,
+    QuestionResponse,
+    validate_queue_name,
+)
+from singularity.shared_queue.metrics import QueueMetrics, list_queues, queue_metrics
+from singularity.shared_queue.publisher import Publisher
+from singularity.shared_queue.retention import prune_archives
+
+__all__ = [
+    "QUEUES",
+    "ApprovalRequest",
+    "ApprovalResponse",
+    "Bus",
+    "BusMessage",
+    "Consumer",
+    "ConsumerOptions",
+    "DeadLetter",
+    "Delivery",
+    "Handler",
+    "JobRequest",
+    "JobResult",
+    "Listener",
+    "LlmRequest",
+    "LlmResult",
+    "PermanentFailure",
+    "Publisher",
+    "QuestionRequest",
+    "QuestionResponse",
+    "QueueMetrics",
+    "QueueSpec",
+    "Reply",
+    "apply_grants",
+    "consumer_options",
+    "dead_letter_queue",
+    "ensure_queue",
+    "install_bus",
+    "list_dead_letters",
+    "list_queues",
+    "open_bus",
+    "prune_archives",
+    "queue_metrics",
+    "queue_spec",
+    "redrive",
+    "validate_queue_name",
+]

@@ -1,0 +1,126 @@
+"""Installing the bus: pgmq, the queues of the catalog, and the access matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import psycopg
+import structlog
+from pgmq.install import get_embedded_install_sql, get_embedded_sql_version
+
+from singularity.postgres.topology import Role
+from singularity.shared_queue.catalog import QUEUES, QueueSpec
+from singularity.shared_queue.messages import validate_queue_name
+from singularity.shared_queue.sql import (
+    QUERIES,
+    archive_table,
+    key_index,
+    queue_table,
+    sequence_name,
+)
+
+__all__ = ["BusInstall", "apply_grants", "ensure_queue", "install_bus", "install_pgmq"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class BusInstall:
+    """What `install_bus` did."""
+
+    pgmq: str = ""
+    created_queues: list[str] = field(default_factory=list)
+
+
+async def install_pgmq(conn: psycopg.AsyncConnection) -> str:
+    """Install pgmq once: the server's extension where it has one, else the SQL pgmq ships."""
+    row = await (await conn.execute(QUERIES["pgmq_state"])).fetchone()
+    assert row is not None
+    installed, available, extension = row
+    if installed:
+        return "extension" if extension else "sql (already installed)"
+    if available:
+        await conn.execute(QUERIES["create_extension"])
+        log.info("pgmq_installed", method="extension")
+        return "extension"
+    # pgmq's SQL install is not re-runnable; the pgmq_state check above guards it, and the
+    # caller's advisory lock keeps two bootstraps from racing here.
+    async with conn.transaction():
+        await conn.execute(get_embedded_install_sql().encode())
+    version = get_embedded_sql_version()
+    log.info("pgmq_installed", method="sql", version=version)
+    return f"sql {version}"
+
+
+async def ensure_queue(conn: psycopg.AsyncConnection, queue: str, *, wake: bool = True) -> bool:
+    """Create a queue with our wake-up trigger and request-key index; True if it was new."""
+    validate_queue_name(queue)
+    exists_row = await (await conn.execute(QUERIES["queue_exists"], {"queue": queue})).fetchone()
+    existed = bool(exists_row and exists_row[0])
+    await conn.execute(QUERIES["create_queue"], {"queue": queue})
+    if wake:
+        await conn.execute(QUERIES.compose("create_notify_trigger", queue_table=queue_table(queue)))
+        await conn.execute(
+            QUERIES.compose(
+                "create_key_index", index=key_index(queue), archive=archive_table(queue)
+            )
+        )
+    if not existed:
+        log.info("queue_created", queue=queue)
+    return not existed
+
+
+async def install_bus(
+    conn: psycopg.AsyncConnection,
+    roles: Mapping[Role, str],
+    queues: Iterable[QueueSpec] = QUEUES,
+) -> BusInstall:
+    """pgmq, every queue of the catalog with its dead-letter queue, and the grants."""
+    report = BusInstall(pgmq=await install_pgmq(conn))
+    await conn.execute(QUERIES["create_notify_function"])
+    specs = list(queues)
+    for spec in specs:
+        if await ensure_queue(conn, spec.name):
+            report.created_queues.append(spec.name)
+        if await ensure_queue(conn, spec.dead_letter, wake=False):
+            report.created_queues.append(spec.dead_letter)
+    await apply_grants(conn, roles, specs)
+    return report
+
+
+async def apply_grants(
+    conn: psycopg.AsyncConnection, roles: Mapping[Role, str], queues: Iterable[QueueSpec]
+) -> None:
+    """Grant each role exactly its cells of the access matrix (first revoking all it had)."""
+    specs = list(queues)
+    async with conn.transaction():
+        for role in roles.values():
+            await conn.execute(QUERIES.compose("revoke_bus", role=role))
+            await conn.execute(QUERIES.compose("grant_usage", role=role))
+        for spec in specs:
+            await _grant(conn, "grant_publish", roles[spec.publisher], spec.name)
+            await _grant(conn, "grant_consume", roles[spec.consumer], spec.name)
+            await _grant(conn, "grant_publish", roles[spec.consumer], spec.dead_letter)
+        owner = roles[Role.CENTRALCLOUD]
+        analytics = roles[Role.CENTRALCLOUD_ANALYTICS]
+        for name in _all_queues(specs):
+            await _grant(conn, "grant_observe", owner, name)
+            await _grant(conn, "grant_prune", owner, name)
+            await _grant(conn, "grant_read_archive", analytics, name)
+
+
+async def _grant(conn: psycopg.AsyncConnection, query: str, role: str, queue: str) -> None:
+    await conn.execute(
+        QUERIES.compose(
+            query,
+            role=role,
+            queue_table=queue_table(queue),
+            archive=archive_table(queue),
+            sequence=sequence_name(queue),
+        )
+    )
+
+
+def _all_queues(specs: list[QueueSpec]) -> list[str]:
+    return [name for spec in specs for name in (spec.name, spec.dead_letter)]

@@ -1,0 +1,187 @@
+"""The eight message types of the bus.
+
+Each model requires the fields of the design documents that carry a value, so that a message
+sent by any pgmq client with only those fields is valid; the design's nullable fields
+(description, reason, context, error) may also be left out. Everything we add is optional.
+Unknown fields are kept (extra="allow"): a newer sender never loses data through an older reader.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ApprovalRequest",
+    "ApprovalResponse",
+    "BusMessage",
+    "ChatMessage",
+    "ErrorInfo",
+    "JobRequest",
+    "JobResult",
+    "LlmRequest",
+    "LlmResult",
+    "QuestionRequest",
+    "QuestionResponse",
+    "QueueName",
+    "Usage",
+    "validate_queue_name",
+]
+
+SCHEMA_VERSION = 1
+_QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,46}$")
+
+
+def validate_queue_name(name: str) -> str:
+    """A pgmq queue name we accept: lowercase letters, digits and _, at most 47 characters."""
+    if not _QUEUE_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a valid queue name "
+            "(lowercase letters, digits and _, starting with a letter, at most 47 characters)"
+        )
+    return name
+
+
+QueueName = Annotated[str, AfterValidator(validate_queue_name)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class BusMessage(BaseModel):
+    """Fields every message may carry."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    schema_version: int = SCHEMA_VERSION
+
+    def idempotency_key(self) -> str | None:
+        """The request this message belongs to; two messages with one key have one effect."""
+        return None
+
+    def to_json(self) -> str:
+        """The JSON body to send (fields left at None are omitted)."""
+        return self.model_dump_json(exclude_none=True)
+
+
+class Request(BusMessage):
+    """A message that asks for a result."""
+
+    request_id: NonEmpty | None = None
+    reply_to: QueueName | None = None
+    agent_id: str | None = None
+
+    def idempotency_key(self) -> str | None:
+        return self.request_id or _design_id(self)
+
+
+class Result(BusMessage):
+    """A message that answers a request."""
+
+    request_id: NonEmpty
+
+    def idempotency_key(self) -> str | None:
+        return self.request_id
+
+
+def _design_id(message: BaseModel) -> str | None:
+    value = getattr(message, "id", None)
+    return str(value) if value is not None else None
+
+
+class ChatMessage(BaseModel):
+    """One message of a chat conversation, as LLM providers take it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[Any] | None = None
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+
+
+class ErrorInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: NonEmpty
+    message: str
+
+
+class LlmRequest(Request):
+    """`llm_requests`: Singularity asks Nexus for a model call."""
+
+    agent_id: NonEmpty
+    task_type: NonEmpty
+    messages: list[ChatMessage] = Field(min_length=1)
+    complexity: Literal["simple", "medium", "complex"] | None = None
+
+
+class LlmResult(Result):
+    """`llm_results`: the model's answer, or an error."""
+
+    result: str | None = None
+    model: str | None = None
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    error: ErrorInfo | None = None
+
+    @model_validator(mode="after")
+    def _answer_or_error(self) -> LlmResult:
+        if self.error is None and (self.result is None or self.model is None):
+            raise ValueError("an llm result needs `result` and `model`, or an `error`")
+        return self
+
+
+class ApprovalRequest(Request):
+    """`approval_requests`: a code change for a human to approve."""
+
+    id: UUID
+    file_path: NonEmpty
+    diff: str
+    description: str | None = None
+    deadline: datetime | None = None
+
+
+class ApprovalResponse(Result):
+    """`approval_responses`: the human's decision."""
+
+    approved: bool
+    reason: str | None = None
+
+
+class QuestionRequest(Request):
+    """`question_requests`: a question for a human."""
+
+    id: UUID
+    question: NonEmpty
+    context: Any = None
+    deadline: datetime | None = None
+
+
+class QuestionResponse(Result):
+    """`question_responses`: the human's answer."""
+
+    response: str
+
+
+class JobRequest(Request):
+    """`job_requests`: code for Genesis to run."""
+
+    id: NonEmpty
+    code: str
+    language: NonEmpty
+
+
+class JobResult(Result):
+    """`job_results`: what the code did."""
+
+    output: str
+    error: str | None = None
+    status: str | None = None

@@ -1,0 +1,157 @@
+-- The SQL of the bus. Values are parameters; {identifiers} are quoted by Queries.compose().
+-- The request key of a message is its request_id, else the design's id field.
+
+-- name: read --
+-- Take up to qty visible messages for vt seconds. `seen` flags a message whose request was
+-- already handled (its key is in the archive), so its handler need not run again. The lateral
+-- LIMIT 1 makes this one index probe per message; as EXISTS, the planner would hash-scan the
+-- whole archive.
+SELECT r.msg_id, r.read_ct, r.enqueued_at, r.message::text AS body, r.headers,
+       k.key,
+       s.seen IS NOT NULL AS seen
+FROM pgmq.read(%(queue)s, %(vt)s, %(qty)s) r
+CROSS JOIN LATERAL (SELECT COALESCE(r.message->>'request_id', r.message->>'id') AS key) k
+LEFT JOIN LATERAL (
+    SELECT true AS seen FROM pgmq.{archive} a
+    WHERE COALESCE(a.message->>'request_id', a.message->>'id') = k.key
+    LIMIT 1
+) s ON true
+
+-- name: archive --
+-- Move handled messages to the archive; returns the ids this transaction really moved.
+SELECT archived FROM pgmq.archive(%(queue)s, %(ids)s::bigint[]) AS archived
+
+-- name: lock_keys --
+-- Serialize the commits of messages that carry the same request key (held until commit).
+SELECT pg_advisory_xact_lock(hashtextextended(%(queue)s || ':' || key, 0))
+FROM unnest(%(keys)s::text[]) AS key
+ORDER BY key
+
+-- name: archived_keys --
+-- Request keys already handled by another message (run after lock_keys, in a new snapshot).
+SELECT DISTINCT COALESCE(message->>'request_id', message->>'id') AS key
+FROM pgmq.{archive}
+WHERE COALESCE(message->>'request_id', message->>'id') = ANY(%(keys)s::text[])
+  AND msg_id <> ALL(%(ids)s::bigint[])
+
+-- name: send --
+SELECT msg_id FROM pgmq.send(%(queue)s, %(message)s::jsonb, %(delay)s::integer) AS msg_id
+
+-- name: send_batch --
+-- The batch arrives as one JSON array (one parameter, no per-element array escaping) and is
+-- unnested in order.
+SELECT msg_id
+FROM pgmq.send_batch(
+    %(queue)s,
+    ARRAY(
+        SELECT m.value
+        FROM jsonb_array_elements(%(messages)s::jsonb) WITH ORDINALITY AS m(value, n)
+        ORDER BY m.n
+    ),
+    %(delay)s::integer
+) AS msg_id
+
+-- name: set_vt --
+-- Make messages visible again after vt seconds (0: now); returns the ids still in the queue.
+SELECT msg_id
+FROM pgmq.set_vt(%(queue)s, %(ids)s::bigint[], clock_timestamp() + make_interval(secs => %(vt)s))
+
+-- name: delete --
+SELECT deleted FROM pgmq.delete(%(queue)s, %(ids)s::bigint[]) AS deleted
+
+-- name: peek --
+-- Look at messages without taking them.
+SELECT msg_id, read_ct, enqueued_at, vt, message::text AS body
+FROM pgmq.{queue_table}
+ORDER BY msg_id
+LIMIT %(n)s
+
+-- name: take_all --
+-- Lock every message of a queue (for a redrive); skips those a consumer holds.
+SELECT msg_id, message::text AS body
+FROM pgmq.{queue_table}
+ORDER BY msg_id
+LIMIT %(n)s
+FOR UPDATE SKIP LOCKED
+
+-- name: list_queues --
+SELECT queue_name, created_at FROM pgmq.meta ORDER BY queue_name
+
+-- name: queue_exists --
+SELECT EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = %(queue)s) AS exists
+
+-- name: metrics --
+SELECT m.queue_name, m.queue_length, m.queue_visible_length, m.oldest_msg_age_sec,
+       m.newest_msg_age_sec, m.total_messages,
+       (SELECT count(*) FROM pgmq.{archive}) AS archived
+FROM pgmq.metrics(%(queue)s) m
+
+-- name: prune_archive --
+-- Delete one batch of archive rows older than the retention period; returns how many.
+WITH doomed AS (
+    SELECT msg_id FROM pgmq.{archive}
+    WHERE archived_at < now() - make_interval(days => %(days)s)
+    ORDER BY archived_at
+    LIMIT %(batch)s
+)
+DELETE FROM pgmq.{archive} a USING doomed d WHERE a.msg_id = d.msg_id
+
+-- name: pgmq_state --
+SELECT to_regclass('pgmq.meta') IS NOT NULL AS installed,
+       EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgmq') AS available,
+       EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgmq') AS extension
+
+-- name: create_extension --
+CREATE EXTENSION IF NOT EXISTS pgmq
+
+-- name: create_notify_function --
+-- A statement-level wake-up: one NOTIFY per sending statement, on pgmq's own channel name
+-- (pgmq.q_<queue>.INSERT), without pgmq's per-row throttle table that serializes senders.
+CREATE SCHEMA IF NOT EXISTS bus;
+CREATE OR REPLACE FUNCTION bus.notify_insert() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('pgmq.' || TG_TABLE_NAME || '.' || TG_OP, NULL);
+    RETURN NULL;
+END
+$$
+
+-- name: create_queue --
+SELECT pgmq.create(%(queue)s)
+
+-- name: create_notify_trigger --
+CREATE OR REPLACE TRIGGER bus_notify_insert
+AFTER INSERT ON pgmq.{queue_table}
+FOR EACH STATEMENT EXECUTE FUNCTION bus.notify_insert()
+
+-- name: create_key_index --
+CREATE INDEX IF NOT EXISTS {index} ON pgmq.{archive}
+    ((COALESCE(message->>'request_id', message->>'id')))
+
+-- name: revoke_bus --
+REVOKE ALL ON ALL TABLES IN SCHEMA pgmq FROM {role};
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgmq FROM {role};
+REVOKE ALL ON SCHEMA pgmq FROM {role}
+
+-- name: grant_usage --
+GRANT USAGE ON SCHEMA pgmq TO {role}
+
+-- name: grant_publish --
+-- Send: insert, and read back the new msg_id (pgmq.send returns it); nothing else.
+GRANT INSERT, SELECT (msg_id) ON pgmq.{queue_table} TO {role}
+
+-- name: grant_consume --
+-- Read (an UPDATE of vt and read_ct), archive (delete, then insert into the archive),
+-- and look up handled request keys in the archive.
+GRANT SELECT, UPDATE, DELETE ON pgmq.{queue_table} TO {role};
+GRANT SELECT, INSERT ON pgmq.{archive} TO {role}
+
+-- name: grant_observe --
+-- Queue depth and age (pgmq.metrics reads the queue, its sequence and pgmq.meta).
+GRANT SELECT ON pgmq.{queue_table}, pgmq.{sequence}, pgmq.meta TO {role}
+
+-- name: grant_prune --
+GRANT SELECT, DELETE ON pgmq.{archive} TO {role}
+
+-- name: grant_read_archive --
+GRANT SELECT ON pgmq.{archive} TO {role}
