@@ -57,7 +57,11 @@ async def bootstrap(
                 privileges = await check_privileges(conn, endpoint)
                 say("creating roles and databases")
                 done = await provision_server(
-                    conn, cluster, databases, superuser=bool(privileges["superuser"])
+                    conn,
+                    cluster,
+                    databases,
+                    superuser=bool(privileges["superuser"]),
+                    version=int(privileges["version"]),  # type: ignore[call-overload]
                 )
             report.created_roles += done.created_roles
             report.created_databases += done.created_databases

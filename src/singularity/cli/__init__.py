@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import psycopg
 import typer
 
@@ -33,13 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: every failure a user can cause ends in one line on stderr, never a traceback."""
     try:
         result = app(args=argv, prog_name="singularity", standalone_mode=False)
-    except click.UsageError as exc:
-        where = exc.ctx.command_path if exc.ctx else "singularity"
-        _fail(f"{exc.format_message()} (see `{where} --help`)")
-        return 2
-    except click.exceptions.Exit as exc:
+    except typer.TyperException as exc:  # Typer's usage errors (it vendors click)
+        message = exc.format_message().strip()
+        if message:  # an empty message: Typer has shown the usage already (no arguments given)
+            context = getattr(exc, "ctx", None)
+            where = context.command_path if context is not None else "singularity"
+            _fail(f"{message} (see `{where} --help`)")
         return exc.exit_code
-    except (click.Abort, KeyboardInterrupt):
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted")
         return 130
     except SingularityError as exc:

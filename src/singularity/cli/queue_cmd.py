@@ -170,6 +170,7 @@ def read(
 def dlq_list(
     queue: str = typer.Argument(None, help="Only this queue's dead letters."),
     n: int = typer.Option(50, "--n", min=1, max=1000, help="How many per queue at most."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
     """Show dead letters with the reason each failed."""
 
@@ -184,33 +185,29 @@ def dlq_list(
         return [(dlq, await list_dead_letters(conn, dlq, limit=n)) for dlq in dlqs if dlq in names]
 
     found = [(dlq, letters) for dlq, letters in run(_admin(work)) if letters]
+    if as_json:
+        for dlq, letters in found:
+            for msg_id, letter in letters:
+                body = letter.model_dump(mode="json") if isinstance(letter, DeadLetter) else letter
+                print(json.dumps({"dead_letter_queue": dlq, "msg_id": msg_id, "letter": body}))
+        return
     if not found:
         console.print("no dead letters")
         return
-    table = Table(title="Dead letters")
-    for column in ("queue", "dlq msg_id", "failed at", "deliveries", "reason", "original"):
-        table.add_column(column)
     for dlq, letters in found:
         for msg_id, letter in letters:
-            if isinstance(letter, DeadLetter):
-                table.add_row(
-                    letter.queue,
-                    str(msg_id),
-                    f"{letter.failed_at:%Y-%m-%d %H:%M:%S}",
-                    str(letter.read_ct),
-                    letter.reason,
-                    _clip(json.dumps(letter.original), 60),
-                )
-            else:
-                table.add_row(
-                    dlq.removesuffix(DLQ_SUFFIX),
-                    str(msg_id),
-                    "-",
-                    "-",
-                    "(not a dead-letter envelope)",
-                    _clip(letter, 60),
-                )
-    console.print(table)
+            console.print(_describe(dlq, msg_id, letter))
+
+
+def _describe(dlq: str, msg_id: int, letter: DeadLetter | str) -> str:
+    if not isinstance(letter, DeadLetter):
+        return f"[bold]{dlq}[/] #{msg_id}  (not a dead-letter envelope)\n  {_clip(letter, 200)}\n"
+    return (
+        f"[bold]{dlq}[/] #{msg_id}  from {letter.queue} msg {letter.msg_id}, "
+        f"{letter.read_ct} deliveries, failed {letter.failed_at:%Y-%m-%d %H:%M:%S}\n"
+        f"  [red]reason:[/]   {letter.reason}\n"
+        f"  original: {_clip(json.dumps(letter.original), 200)}\n"
+    )
 
 
 @dlq_app.command("redrive")

@@ -94,7 +94,8 @@ def _welcome(settings: Settings, cluster: Cluster, services: list[Service]) -> P
         where = str(cluster.maintenance(Database.SHARED_QUEUE))
     lines = [
         f"[bold]database[/]   {where}",
-        f"[bold]bus[/]        {cluster.admin(Database.SHARED_QUEUE)} ({len(QUEUES)} queues)",
+        f"[bold]bus[/]        database {cluster.database_name(Database.SHARED_QUEUE)}: "
+        f"{len(QUEUES)} queues, each with a dead-letter queue",
         f"[bold]services[/]   {', '.join(s.name for s in services)}",
         f"[bold]home[/]       {settings.singularity_home}",
         "",

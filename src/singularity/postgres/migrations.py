@@ -9,20 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 
 from singularity.postgres.endpoint import Endpoint
 from singularity.postgres.sql import QUERIES
 from singularity.postgres.topology import Database
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 __all__ = ["MigrationResult", "current_revision", "head_revision", "run_environment", "upgrade"]
+
+# Alembic and SQLAlchemy are imported inside the functions that use them: they cost about
+# 0.3 s, which every `singularity` command would otherwise pay at start-up.
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ def script_location(database: Database) -> Path:
 
 
 def alembic_config(database: Database) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(script_location(database)))
     return config
@@ -48,6 +51,8 @@ def alembic_config(database: Database) -> Config:
 
 def head_revision(database: Database) -> str | None:
     """The newest migration shipped for a database."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config(database)).get_current_head()
 
 
@@ -70,6 +75,10 @@ def upgrade(endpoint: Endpoint, database: Database, owner: str | None) -> Migrat
     head = head_revision(database)
     if before == head:
         return MigrationResult(database, before, head)
+    from alembic import command
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
     engine = create_engine(
         "postgresql+psycopg://",
         creator=lambda: psycopg.connect(endpoint.conninfo()),

@@ -79,18 +79,25 @@ async def provision_server(
     databases: Iterable[Database],
     *,
     superuser: bool,
+    version: int,
 ) -> ProvisionReport:
     """Roles, databases and CONNECT rights on one server (`conn`: its maintenance database)."""
     report = ProvisionReport()
-    await _ensure_roles(conn, cluster, report, superuser=superuser)
+    await _ensure_roles(conn, cluster, report, superuser=superuser, version=version)
     for database in databases:
         await _ensure_database(conn, cluster, database, report)
     return report
 
 
 async def _ensure_roles(
-    conn: psycopg.AsyncConnection, cluster: Cluster, report: ProvisionReport, *, superuser: bool
+    conn: psycopg.AsyncConnection,
+    cluster: Cluster,
+    report: ProvisionReport,
+    *,
+    superuser: bool,
+    version: int,
 ) -> None:
+    privilege = "SET" if version >= 160000 else "MEMBER"
     names = {role: cluster.role_name(role) for role in Role}
     rows = await (
         await conn.execute(QUERIES["existing_roles"], {"names": list(names.values())})
@@ -107,7 +114,8 @@ async def _ensure_roles(
                 QUERIES.compose("set_role_password", role=name, literals={"password": password})
             )
         if not superuser:
-            member = await (await conn.execute(QUERIES["is_member"], {"role": name})).fetchone()
+            params = {"role": name, "privilege": privilege}
+            member = await (await conn.execute(QUERIES["is_member"], params)).fetchone()
             if not (member and member[0]):
                 await conn.execute(QUERIES.compose("grant_membership", role=name))
 

@@ -19,7 +19,8 @@ CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
 ALTER ROLE {role} PASSWORD {password}
 
 -- name: is_member --
-SELECT pg_has_role(current_user, %(role)s, 'MEMBER') AS member
+-- On PostgreSQL 16+, a CREATEROLE user holds only ADMIN on roles it created: ask for SET.
+SELECT pg_has_role(current_user, %(role)s, %(privilege)s) AS member
 
 -- name: grant_membership --
 -- A non-superuser administrator must be able to SET ROLE to own databases and run migrations.

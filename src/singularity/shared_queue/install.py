@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import psycopg
 import structlog
-from pgmq.install import get_embedded_install_sql, get_embedded_sql_version
 
 from singularity.postgres.topology import Role
 from singularity.shared_queue.catalog import QUEUES, QueueSpec
@@ -45,7 +44,10 @@ async def install_pgmq(conn: psycopg.AsyncConnection) -> str:
         log.info("pgmq_installed", method="extension")
         return "extension"
     # pgmq's SQL install is not re-runnable; the pgmq_state check above guards it, and the
-    # caller's advisory lock keeps two bootstraps from racing here.
+    # caller's advisory lock keeps two bootstraps from racing here. (Imported here: the pgmq
+    # package loads its SQLAlchemy clients, which costs every command ~0.15 s at start-up.)
+    from pgmq.install import get_embedded_install_sql, get_embedded_sql_version
+
     async with conn.transaction():
         await conn.execute(get_embedded_install_sql().encode())
     version = get_embedded_sql_version()
@@ -67,7 +69,7 @@ async def ensure_queue(conn: psycopg.AsyncConnection, queue: str, *, wake: bool 
             )
         )
     if not existed:
-        log.info("queue_created", queue=queue)
+        log.debug("queue_created", queue=queue)
     return not existed
 
 

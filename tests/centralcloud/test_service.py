@@ -1,0 +1,41 @@
+"""CentralCloud prunes the archives as the centralcloud role, on its own schedule."""
+
+from __future__ import annotations
+
+import asyncio
+
+from singularity.centralcloud.service import CentralCloud
+from singularity.config import Settings
+from singularity.postgres.cluster import Cluster
+from singularity.postgres.connect import async_connection
+from singularity.postgres.topology import Database
+from singularity.services import ServiceContext
+
+
+async def test_the_service_prunes_expired_archives_and_keeps_running(
+    cluster: Cluster, settings: Settings
+) -> None:
+    async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
+        await conn.execute(
+            "INSERT INTO pgmq.a_llm_results (msg_id, vt, message, archived_at) VALUES "
+            "(-1, now(), '{\"request_id\": \"old\"}', now() - interval '91 days'), "
+            "(-2, now(), '{\"request_id\": \"new\"}', now() - interval '1 day')"
+        )
+    service = CentralCloud(retention_every_s=0.1, report_every_s=0.1)
+    stop = asyncio.Event()
+    running = asyncio.create_task(service.run(ServiceContext(settings, cluster), stop))
+    try:
+        async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
+            for _ in range(100):
+                rows = await (
+                    await conn.execute("SELECT msg_id FROM pgmq.a_llm_results WHERE msg_id < 0")
+                ).fetchall()
+                if rows == [(-2,)]:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
+            await conn.execute("DELETE FROM pgmq.a_llm_results WHERE msg_id < 0")
+    assert rows == [(-2,)]

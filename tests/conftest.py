@@ -1,0 +1,141 @@
+"""Shared fixtures: one bootstrapped platform per test session, fresh queues per test.
+
+By default the tests run on the embedded PostgreSQL (in a temporary SINGULARITY_HOME). With
+SINGULARITY_TEST_DATABASE_URL set, they run on that server instead, under a unique prefix for
+every database and role they create, all dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool
+
+from singularity.bootstrap import bootstrap
+from singularity.config import Settings, load_settings
+from singularity.database import open_cluster
+from singularity.postgres.cluster import Cluster
+from singularity.postgres.connect import async_connection, connection, open_pool
+from singularity.postgres.endpoint import Endpoint
+from singularity.postgres.topology import Database, Role
+from singularity.shared_queue import ensure_queue
+
+TEST_DATABASE_URL = os.environ.get("SINGULARITY_TEST_DATABASE_URL")
+EXTERNAL = TEST_DATABASE_URL is not None
+
+embedded_only = pytest.mark.skipif(EXTERNAL, reason="needs the embedded server")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Start from a clean environment: a developer's DB_* or SHARED_QUEUE_* must not leak in.
+    for name in Settings.model_fields:
+        os.environ.pop(name.upper(), None)
+    os.environ.pop("SINGULARITY_LOG_LEVEL", None)
+
+
+@pytest.fixture
+def no_settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No platform variable in the environment (the session's are restored afterwards)."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def server_env(home: Path, prefix: str) -> dict[str, str]:
+    """Environment variables that point the platform at the test server."""
+    env = {"SINGULARITY_HOME": str(home)}
+    if TEST_DATABASE_URL:
+        parts = conninfo_to_dict(TEST_DATABASE_URL)
+        env["DB_HOST"] = str(parts.get("host") or "localhost")
+        env["DB_PORT"] = str(parts.get("port") or 5432)
+        env["DB_USER"] = str(parts.get("user") or "postgres")
+        if parts.get("password"):
+            env["DB_PASSWORD"] = str(parts["password"])
+        env["SINGULARITY_DB_PREFIX"] = prefix
+    return env
+
+
+@pytest.fixture(scope="session")
+def platform_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The session's environment, also exported so that CLI subprocesses inherit it."""
+    env = server_env(tmp_path_factory.mktemp("home"), f"t{uuid.uuid4().hex[:6]}_")
+    os.environ.update(env)
+    yield env
+    for name in env:
+        os.environ.pop(name, None)
+
+
+@pytest.fixture(scope="session")
+def settings(platform_env: dict[str, str]) -> Settings:
+    return load_settings(_env_file=None)
+
+
+@pytest.fixture(scope="session")
+def vector_available(settings: Settings) -> bool:
+    if settings.embedded:
+        return True
+    assert TEST_DATABASE_URL is not None
+    with psycopg.connect(TEST_DATABASE_URL) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+@pytest.fixture(scope="session")
+def cluster(settings: Settings, vector_available: bool) -> Iterator[Cluster]:
+    """The bootstrapped platform of this session."""
+    with open_cluster(settings) as opened:
+        asyncio.run(bootstrap(opened, require_vector=vector_available))
+        yield opened
+        if not opened.embedded:
+            drop_platform(opened)
+
+
+def drop_platform(cluster: Cluster) -> None:
+    """Remove every database and role a test platform created on an external server."""
+    with connection(cluster.maintenance(Database.SHARED_QUEUE)) as conn:
+        for database in Database:
+            conn.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    psycopg.sql.Identifier(cluster.database_name(database))
+                )
+            )
+        for role in Role:
+            conn.execute(
+                psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(
+                    psycopg.sql.Identifier(cluster.role_name(role))
+                )
+            )
+
+
+@pytest.fixture
+def bus_endpoint(cluster: Cluster) -> Endpoint:
+    """The administrator on the shared_queue database."""
+    return cluster.admin(Database.SHARED_QUEUE)
+
+
+@pytest.fixture
+async def bus_pool(bus_endpoint: Endpoint) -> AsyncIterator[AsyncConnectionPool]:
+    pool = await open_pool(bus_endpoint, name="test-bus", max_size=6)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def queue(bus_endpoint: Endpoint) -> AsyncIterator[str]:
+    """A fresh queue (with its dead-letter queue), dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:10]}"
+    async with async_connection(bus_endpoint) as conn:
+        await ensure_queue(conn, name)
+        await ensure_queue(conn, name + "_dlq", wake=False)
+    yield name
+    async with async_connection(bus_endpoint) as conn:
+        for victim in (name, name + "_dlq"):
+            await conn.execute("SELECT pgmq.drop_queue(%s)", (victim,))
