@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +29,10 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 def _default_home() -> Path:
+    # As root, the server runs as an unprivileged user that must reach the data directory:
+    # /var/lib is the place for a service's data, and reaching it loosens no one's home.
+    if os.geteuid() == 0:
+        return Path("/var/lib/singularity")
     return platformdirs.user_data_path("singularity", appauthor=False)
 
 
