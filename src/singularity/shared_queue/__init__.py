@@ -5,15 +5,15 @@ Import from here; the modules behind it are free to move.
 
 from singularity.shared_queue.bus import Bus, consumer_options, open_bus
 from singularity.shared_queue.catalog import QUEUES, QueueSpec, dead_letter_queue, queue_spec
-from singularity.shared_queue.consumer import (
-    Consumer,
+from singularity.shared_queue.consumer import Consumer
+from singularity.shared_queue.deadletter import DeadLetter, list_dead_letters, redrive
+from singularity.shared_queue.delivery import (
     ConsumerOptions,
     Delivery,
     Handler,
     PermanentFailure,
     Reply,
 )
-from singularity.shared_queue.deadletter import DeadLetter, list_dead_letters, redrive
 from singularity.shared_queue.install import apply_grants, ensure_queue, install_bus
 from singularity.shared_queue.listener import Listener
 from singularity.shared_queue.messages import (

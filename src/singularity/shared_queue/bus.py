@@ -13,7 +13,8 @@ from pydantic import BaseModel
 from singularity.config import Settings
 from singularity.postgres.connect import open_pool
 from singularity.postgres.endpoint import Endpoint
-from singularity.shared_queue.consumer import Consumer, ConsumerOptions, Handler
+from singularity.shared_queue.consumer import Consumer
+from singularity.shared_queue.delivery import ConsumerOptions, Handler
 from singularity.shared_queue.listener import Listener
 from singularity.shared_queue.publisher import Publisher
 

@@ -17,8 +17,8 @@ import asyncio
 import random
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -28,72 +28,27 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ValidationError
 
 from singularity.postgres.connect import describe_error
+from singularity.shared_queue.committer import Committer
 from singularity.shared_queue.deadletter import dead_letter
+from singularity.shared_queue.delivery import (
+    ConsumerOptions,
+    Delivery,
+    Done,
+    Handler,
+    PermanentFailure,
+    as_replies,
+)
 from singularity.shared_queue.listener import Listener
-from singularity.shared_queue.messages import BusMessage, validate_queue_name
-from singularity.shared_queue.publisher import encode, encode_batch
+from singularity.shared_queue.messages import validate_queue_name
 from singularity.shared_queue.sql import QUERIES, archive_table
 from singularity.shared_queue.stats import ConsumerStats
 from singularity.shared_queue.waiting import race
 
-__all__ = [
-    "Consumer",
-    "ConsumerOptions",
-    "Delivery",
-    "Handler",
-    "PermanentFailure",
-    "Reply",
-]
+__all__ = ["Consumer"]
 
 log = structlog.get_logger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class PermanentFailure(Exception):
-    """Raised by a handler for a message that can never succeed: dead-lettered at once."""
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A message to send when (and only when) the message being handled is archived."""
-
-    queue: str
-    message: BusMessage | dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery(Generic[M]):
-    """One delivery of one message to a handler."""
-
-    queue: str
-    msg_id: int
-    read_ct: int
-    enqueued_at: datetime
-    message: M
-    key: str | None
-
-    @property
-    def request_id(self) -> str:
-        """The request this message belongs to; pgmq's msg_id stands in when it has none."""
-        return self.key or str(self.msg_id)
-
-
-Handler = Callable[[Delivery[M]], Awaitable[Sequence[Reply] | Reply | None]]
-
-
-@dataclass(frozen=True)
-class ConsumerOptions:
-    """How a consumer reads; the defaults suit a request/response queue."""
-
-    batch_size: int = 100
-    visibility_timeout_s: int = 30
-    max_deliveries: int = 5
-    concurrency: int = 64
-    poll_interval_s: float = 0.25
-    retry_base_s: float = 1.0
-    retry_max_s: float = 300.0
-    shutdown_grace_s: float = 10.0
 
 
 @dataclass(slots=True)
@@ -104,12 +59,6 @@ class _Row:
     body: str
     key: str | None
     seen: bool
-
-
-@dataclass(slots=True)
-class _Done:
-    delivery: Delivery[Any]
-    replies: list[Reply] = field(default_factory=list)
 
 
 class Consumer(Generic[M]):
@@ -135,19 +84,16 @@ class Consumer(Generic[M]):
         self._handler = handler
         self._wake = listener.subscribe(queue) if listener else asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
-        self._done: list[_Done] = []
-        self._committing: set[int] = set()
         self._slot_freed = asyncio.Event()
-        self._commit_needed = asyncio.Event()
+        self._committer = Committer(pool, self.queue, self.stats, self._slot_freed.set)
         self._read_query = QUERIES.compose("read", archive=archive_table(queue))
-        self._keys_query = QUERIES.compose("archived_keys", archive=archive_table(queue))
 
     # -- the loops -----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; then finish or release what is in flight."""
         log.info("consumer_started", queue=self.queue, **_options_log(self.options))
-        committer = asyncio.create_task(self._commit_loop(), name=f"commit:{self.queue}")
+        committer = asyncio.create_task(self._committer.run(), name=f"commit:{self.queue}")
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name=f"heartbeat:{self.queue}")
         try:
             await self._read_loop(stop)
@@ -197,7 +143,7 @@ class Consumer(Generic[M]):
         if row.seen:
             self.stats.duplicates += 1
             log.info("duplicate_skipped", queue=self.queue, msg_id=row.msg_id, key=row.key)
-            self._finish(_Done(delivery))
+            self._committer.add(Done(delivery))
         else:
             task = _start(self._handle(delivery, row))
             if not task.done():
@@ -216,15 +162,10 @@ class Consumer(Generic[M]):
             await self._failed(row, exc)
         else:
             self.stats.observe(delivery.enqueued_at, time.monotonic() - started)
-            self._finish(_Done(delivery, _as_replies(outcome)))
+            self._committer.add(Done(delivery, as_replies(outcome)))
         finally:
             self._inflight.pop(row.msg_id, None)
             self._slot_freed.set()
-
-    def _finish(self, done: _Done) -> None:
-        self._committing.add(done.delivery.msg_id)
-        self._done.append(done)
-        self._commit_needed.set()
 
     async def _failed(self, row: _Row, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
@@ -269,93 +210,13 @@ class Consumer(Generic[M]):
             # The message stays in its queue and comes back after its visibility timeout.
             log.error("dead_letter_failed", queue=self.queue, error=describe_error(exc))
 
-    # -- committing ----------------------------------------------------------------------
-
-    async def _commit_loop(self) -> None:
-        while True:
-            await self._commit_needed.wait()
-            self._commit_needed.clear()
-            batch, self._done = self._done, []
-            if batch:
-                await self._commit_with_retry(batch)
-
-    async def _commit_with_retry(self, batch: list[_Done]) -> None:
-        for attempt in range(5):
-            try:
-                await self._commit(batch)
-                break
-            except psycopg.Error as exc:
-                log.warning(
-                    "commit_failed",
-                    queue=self.queue,
-                    attempt=attempt + 1,
-                    error=describe_error(exc),
-                )
-                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
-        else:
-            # Nothing was archived: the messages return after their visibility timeout.
-            log.error("commit_abandoned", queue=self.queue, messages=len(batch))
-        self._committing.difference_update(d.delivery.msg_id for d in batch)
-        self._slot_freed.set()
-
-    async def _commit(self, batch: list[_Done]) -> None:
-        ids = [d.delivery.msg_id for d in batch]
-        with_replies = [d for d in batch if d.replies]
-        async with self._pool.connection() as conn:
-            if not with_replies:
-                await conn.execute(QUERIES["archive"], {"queue": self.queue, "ids": ids})
-                self.stats.handled += len(batch)
-                return
-            async with conn.transaction():
-                handled_elsewhere = await self._lock_keys(conn, with_replies, ids)
-                cursor = await conn.execute(QUERIES["archive"], {"queue": self.queue, "ids": ids})
-                archived = {row[0] for row in await cursor.fetchall()}
-                outgoing = self._outgoing(with_replies, archived, handled_elsewhere)
-                for queue, bodies in outgoing.items():
-                    await conn.execute(
-                        QUERIES["send_batch"],
-                        {"queue": queue, "messages": encode_batch(bodies), "delay": 0},
-                    )
-        self.stats.handled += len(batch)
-
-    async def _lock_keys(
-        self, conn: psycopg.AsyncConnection, done: list[_Done], ids: list[int]
-    ) -> set[str]:
-        """Lock the request keys of these messages; return those another message handled."""
-        keys = sorted({d.delivery.key for d in done if d.delivery.key})
-        if not keys:
-            return set()
-        await conn.execute(QUERIES["lock_keys"], {"queue": self.queue, "keys": keys})
-        cursor = await conn.execute(self._keys_query, {"keys": keys, "ids": ids})
-        return {row[0] for row in await cursor.fetchall()}
-
-    def _outgoing(
-        self, done: list[_Done], archived: set[int], handled_elsewhere: set[str]
-    ) -> dict[str, list[str]]:
-        outgoing: dict[str, list[str]] = {}
-        sent_keys: set[str] = set(handled_elsewhere)
-        for item in done:
-            delivery = item.delivery
-            if delivery.msg_id not in archived:
-                # Its visibility ran out and another consumer archived it first: no effect here.
-                self.stats.duplicates += 1
-                continue
-            if delivery.key is not None:
-                if delivery.key in sent_keys:
-                    self.stats.duplicates += 1
-                    continue
-                sent_keys.add(delivery.key)
-            for reply in item.replies:
-                outgoing.setdefault(reply.queue, []).append(encode(reply.message))
-        return outgoing
-
     # -- visibility ----------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
         period = max(1.0, self.options.visibility_timeout_s / 3)
         while True:
             await asyncio.sleep(period)
-            held = list(self._inflight) + list(self._committing)
+            held = [*self._inflight, *self._committer.pending]
             if held:
                 await self._set_vt(held, self.options.visibility_timeout_s)
 
@@ -382,12 +243,11 @@ class Consumer(Generic[M]):
             if unfinished:
                 await self._set_vt(unfinished, 0)
                 log.info("released", queue=self.queue, messages=len(unfinished))
+        # The committer finishes (the heartbeat still covering its messages), then stops.
+        self._committer.close()
+        await committer
         heartbeat.cancel()
-        committer.cancel()
-        await asyncio.gather(heartbeat, committer, return_exceptions=True)
-        if self._done:
-            batch, self._done = self._done, []
-            await self._commit_with_retry(batch)
+        await asyncio.gather(heartbeat, return_exceptions=True)
 
 
 def _start(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -399,14 +259,6 @@ def _start(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
 
 
 _EAGER = sys.version_info >= (3, 12)
-
-
-def _as_replies(outcome: Sequence[Reply] | Reply | None) -> list[Reply]:
-    if outcome is None:
-        return []
-    if isinstance(outcome, Reply):
-        return [outcome]
-    return list(outcome)
 
 
 def _validation_summary(exc: ValidationError) -> str:
