@@ -326,3 +326,31 @@ async def test_queue_names_are_validated(bus_pool: AsyncConnectionPool, bad: str
 
     with pytest.raises(ValueError, match="not a valid queue name"):
         Consumer(bus_pool, bad, JobRequest, handle)
+
+
+async def test_a_lost_message_without_replies_counts_as_a_duplicate_not_as_handled(
+    bus_pool: AsyncConnectionPool, queue: str
+) -> None:
+    release_first = asyncio.Event()
+    calls = 0
+
+    async def slow_then_fast(delivery: Delivery[JobRequest]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await release_first.wait()
+
+    options = ConsumerOptions(poll_interval_s=0.05, visibility_timeout_s=1)
+    first = Consumer(bus_pool, queue, JobRequest, slow_then_fast, options=options)
+    first._heartbeat_loop = _no_heartbeat  # type: ignore[method-assign]
+    second = Consumer(bus_pool, queue, JobRequest, slow_then_fast, options=options)
+    await Publisher(bus_pool).send(queue, job(1))
+    async with Running(first):
+        await eventually(holds(lambda: calls == 1))
+        async with Running(second):
+            await eventually(rows_are(bus_pool, f"a_{queue}", 1))
+        release_first.set()
+        await eventually(holds(lambda: first.stats.duplicates == 1))
+    # Whichever consumer took the redelivery (the first may read it again itself), the
+    # message was handled once; the stuck first delivery counted as a duplicate.
+    assert first.stats.handled + second.stats.handled == 1

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from singularity.postgres.cluster import Cluster
+from singularity.postgres.connect import async_connection
 from singularity.postgres.queries import Queries
+from singularity.postgres.topology import Database
+from singularity.shared_queue.install import ensure_queue, install_pgmq
 from singularity.shared_queue.sql import QUERIES, archive_table
 
 
@@ -41,3 +48,21 @@ async def test_the_read_looks_up_handled_requests_through_the_index(
     assert f"a_{queue}_request_key_idx" in plan
     assert f"Seq Scan on a_{queue}" not in plan
     assert [row[-1] for row in rows] == [True]  # r5 is in the archive: seen
+
+
+async def test_a_queue_can_be_created_where_only_pgmq_is_installed(cluster: Cluster) -> None:
+    scratch = f"scratch_{uuid.uuid4().hex[:8]}"
+    maintenance = cluster.maintenance(Database.SHARED_QUEUE)
+    async with async_connection(maintenance) as conn:
+        await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+    try:
+        async with async_connection(maintenance.with_database(scratch)) as conn:
+            await install_pgmq(conn)
+            assert await ensure_queue(conn, "jobs") is True
+            assert await ensure_queue(conn, "jobs") is False
+            await conn.execute("SELECT pgmq.send('jobs', '{}'::jsonb)")
+    finally:
+        async with async_connection(maintenance) as conn:
+            await conn.execute(
+                sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(scratch))
+            )

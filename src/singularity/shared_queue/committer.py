@@ -92,8 +92,11 @@ class Committer:
         with_replies = [d for d in batch if d.replies]
         async with self._pool.connection() as conn:
             if not with_replies:
-                await conn.execute(QUERIES["archive"], {"queue": self.queue, "ids": ids})
-                self._stats.handled += len(batch)
+                cursor = await conn.execute(QUERIES["archive"], {"queue": self.queue, "ids": ids})
+                archived = len(await cursor.fetchall())
+                self._stats.handled += archived
+                # The rest ran out of visibility and another consumer archived them first.
+                self._stats.duplicates += len(batch) - archived
                 return
             async with conn.transaction():
                 handled_elsewhere = await self._lock_keys(conn, with_replies, ids)
@@ -105,7 +108,9 @@ class Committer:
                         QUERIES["send_batch"],
                         {"queue": queue, "messages": encode_batch(bodies), "delay": 0},
                     )
-        self._stats.handled += len(batch)
+        self._stats.handled += len(archived)
+        lost = [d for d in batch if not d.replies and d.delivery.msg_id not in archived]
+        self._stats.duplicates += len(lost)  # (those with replies are counted in _outgoing)
 
     async def _lock_keys(
         self, conn: psycopg.AsyncConnection, done: list[Done], ids: list[int]

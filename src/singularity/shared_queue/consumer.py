@@ -82,6 +82,7 @@ class Consumer(Generic[M]):
         self._pool = pool
         self._model = model
         self._handler = handler
+        self._listener = listener
         self._wake = listener.subscribe(queue) if listener else asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
@@ -99,6 +100,8 @@ class Consumer(Generic[M]):
             await self._read_loop(stop)
         finally:
             await self._shutdown(committer, heartbeat)
+            if self._listener is not None:
+                self._listener.unsubscribe(self.queue, self._wake)
             log.info("consumer_stopped", queue=self.queue, **self.stats.snapshot())
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
@@ -129,7 +132,7 @@ class Consumer(Generic[M]):
         async with self._pool.connection() as conn:
             cursor = await conn.execute(self._read_query, params)
             rows = await cursor.fetchall()
-        return [_Row(r[0], r[1], r[2], r[3], r[5], r[6]) for r in rows]
+        return [_Row(*row) for row in rows]
 
     def _dispatch(self, row: _Row) -> str | None:
         """Start handling one message; returns why it must be dead-lettered instead, if so."""

@@ -62,6 +62,7 @@ async def ensure_queue(conn: psycopg.AsyncConnection, queue: str, *, wake: bool 
     existed = bool(exists_row and exists_row[0])
     await conn.execute(QUERIES["create_queue"], {"queue": queue})
     if wake:
+        await conn.execute(QUERIES["create_notify_function"])  # idempotent; the trigger needs it
         await conn.execute(QUERIES.compose("create_notify_trigger", queue_table=queue_table(queue)))
         await conn.execute(
             QUERIES.compose(
@@ -80,7 +81,6 @@ async def install_bus(
 ) -> BusInstall:
     """pgmq, every queue of the catalog with its dead-letter queue, and the grants."""
     report = BusInstall(pgmq=await install_pgmq(conn))
-    await conn.execute(QUERIES["create_notify_function"])
     specs = list(queues)
     for spec in specs:
         if await ensure_queue(conn, spec.name):

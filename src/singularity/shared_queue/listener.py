@@ -43,6 +43,12 @@ class Listener:
         self._changed.set()  # LISTEN at once, not at the next check
         return event
 
+    def unsubscribe(self, queue: str, event: asyncio.Event) -> None:
+        """Stop setting `event` (the channel stays listened to: that costs nothing)."""
+        events = self._events.get(wake_channel(queue), [])
+        if event in events:
+            events.remove(event)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Listen until `stop`, reconnecting with backoff."""
         delay = 0.1

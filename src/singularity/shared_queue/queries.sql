@@ -5,11 +5,14 @@
 -- Take up to qty visible messages for vt seconds. `seen` flags a message whose request was
 -- already handled (its key is in the archive), so its handler need not run again. The lateral
 -- LIMIT 1 makes this one index probe per message; as EXISTS, the planner would hash-scan the
--- whole archive.
-SELECT r.msg_id, r.read_ct, r.enqueued_at, r.message::text AS body, r.headers,
+-- whole archive. The read commits without waiting for its WAL flush (synchronous_commit off
+-- for this statement's own transaction): were it lost in a crash, the message would only
+-- become visible again sooner. Archives and sends stay durable.
+SELECT r.msg_id, r.read_ct, r.enqueued_at, r.message::text AS body,
        k.key,
        s.seen IS NOT NULL AS seen
-FROM pgmq.read(%(queue)s, %(vt)s, %(qty)s) r
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed,
+     pgmq.read(%(queue)s, %(vt)s, %(qty)s) r
 CROSS JOIN LATERAL (SELECT COALESCE(r.message->>'request_id', r.message->>'id') AS key) k
 LEFT JOIN LATERAL (
     SELECT true AS seen FROM pgmq.{archive} a
