@@ -132,4 +132,5 @@ def test_an_administrator_without_superuser_can_bootstrap(
             ).fetchone()
         assert owner == (admin.role_name(Role.NEXUS),)
     finally:
-        drop_platform(Cluster(admin.settings.model_copy(update={"db_user": "postgres"})))
+        superuser = cluster.maintenance(Database.SHARED_QUEUE).user  # the session's admin
+        drop_platform(Cluster(admin.settings.model_copy(update={"db_user": superuser})))

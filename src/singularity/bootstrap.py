@@ -60,8 +60,8 @@ async def bootstrap(
                     conn,
                     cluster,
                     databases,
-                    superuser=bool(privileges["superuser"]),
-                    version=int(privileges["version"]),  # type: ignore[call-overload]
+                    superuser=privileges.superuser,
+                    version=privileges.version,
                 )
             report.created_roles += done.created_roles
             report.created_databases += done.created_databases

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import embedded_only
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection, connection
 from singularity.postgres.topology import Database
@@ -233,3 +234,13 @@ def test_run_serves_one_service_until_sigterm(cluster: Cluster) -> None:
     _, err = service.communicate(timeout=30)
     assert service.returncode == 0, err
     assert "centralcloud_stopped" in err
+
+
+@embedded_only
+def test_running_a_service_before_db_init_names_the_fix(tmp_path: Path) -> None:
+    result = singularity("run", "centralcloud", env={"SINGULARITY_HOME": str(tmp_path)})
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    assert last.endswith("run `singularity db init` first)")
+    assert "Traceback" not in result.stderr

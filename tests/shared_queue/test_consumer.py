@@ -14,6 +14,7 @@ from singularity.shared_queue import (
     Consumer,
     ConsumerOptions,
     Delivery,
+    Handler,
     JobRequest,
     JobResult,
     Listener,
@@ -122,11 +123,7 @@ async def test_a_redelivery_after_the_visibility_timeout_has_one_effect(
             await release_first.wait()  # outlives its visibility timeout
         return Reply(results, JobResult(request_id=delivery.request_id, output=str(calls)))
 
-    # A visibility timeout of 1 s, no heartbeat, and a first handler that takes longer.
-    options = ConsumerOptions(poll_interval_s=0.05, visibility_timeout_s=1)
-    first = Consumer(bus_pool, queue, JobRequest, slow_then_fast, options=options)
-    first._heartbeat_loop = _no_heartbeat  # type: ignore[method-assign]
-    second = Consumer(bus_pool, queue, JobRequest, slow_then_fast, options=options)
+    first, second = outlived_and_standby(bus_pool, queue, slow_then_fast)
     await Publisher(bus_pool).send(queue, job(1))
     async with Running(first):
         await eventually(holds(lambda: calls == 1))
@@ -136,6 +133,17 @@ async def test_a_redelivery_after_the_visibility_timeout_has_one_effect(
             await eventually(holds(lambda: first.stats.duplicates == 1))
     assert calls == 2
     assert [r["output"] for r in await bodies(bus_pool, f"q_{results}")] == ["2"]
+
+
+def outlived_and_standby(
+    pool: AsyncConnectionPool, queue: str, handler: Handler[JobRequest]
+) -> tuple[Consumer[JobRequest], Consumer[JobRequest]]:
+    """Two consumers with a visibility timeout of 1 s; the first has no heartbeat, so a
+    message its handler holds longer than that is delivered again."""
+    options = ConsumerOptions(poll_interval_s=0.05, visibility_timeout_s=1)
+    first = Consumer(pool, queue, JobRequest, handler, options=options)
+    first._heartbeat_loop = _no_heartbeat  # type: ignore[method-assign]
+    return first, Consumer(pool, queue, JobRequest, handler, options=options)
 
 
 async def _no_heartbeat() -> None:
@@ -340,10 +348,7 @@ async def test_a_lost_message_without_replies_counts_as_a_duplicate_not_as_handl
         if calls == 1:
             await release_first.wait()
 
-    options = ConsumerOptions(poll_interval_s=0.05, visibility_timeout_s=1)
-    first = Consumer(bus_pool, queue, JobRequest, slow_then_fast, options=options)
-    first._heartbeat_loop = _no_heartbeat  # type: ignore[method-assign]
-    second = Consumer(bus_pool, queue, JobRequest, slow_then_fast, options=options)
+    first, second = outlived_and_standby(bus_pool, queue, slow_then_fast)
     await Publisher(bus_pool).send(queue, job(1))
     async with Running(first):
         await eventually(holds(lambda: calls == 1))

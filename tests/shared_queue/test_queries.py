@@ -9,9 +9,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection
+from singularity.postgres.endpoint import Endpoint
 from singularity.postgres.queries import Queries
 from singularity.postgres.topology import Database
-from singularity.shared_queue.install import ensure_queue, install_pgmq
+from singularity.shared_queue.install import ensure_queue, install_pgmq, missing_queues
 from singularity.shared_queue.sql import QUERIES, archive_table
 
 
@@ -66,3 +67,8 @@ async def test_a_queue_can_be_created_where_only_pgmq_is_installed(cluster: Clus
             await conn.execute(
                 sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(scratch))
             )
+
+
+async def test_a_bootstrapped_bus_misses_no_queue(bus_endpoint: Endpoint) -> None:
+    async with async_connection(bus_endpoint) as conn:
+        assert await missing_queues(conn) == []

@@ -13,6 +13,7 @@ from singularity.postgres.connect import async_connection, describe_error
 from singularity.postgres.topology import Database, Role
 from singularity.services import ServiceContext
 from singularity.shared_queue import list_queues, prune_archives, queue_metrics
+from singularity.shared_queue.install import require_bus
 
 __all__ = ["CentralCloud"]
 
@@ -31,6 +32,7 @@ class CentralCloud:
     async def run(self, context: ServiceContext, stop: asyncio.Event) -> None:
         endpoint = context.cluster.service(Role.CENTRALCLOUD, Database.SHARED_QUEUE)
         days = context.settings.shared_queue_retention_days
+        await require_bus(endpoint)
         log.info("centralcloud_started", retention_days=days, bus=str(endpoint))
         next_prune = 0.0
         loop = asyncio.get_running_loop()

@@ -26,7 +26,8 @@ from singularity.shared_queue import (
     validate_queue_name,
 )
 from singularity.shared_queue.catalog import DLQ_SUFFIX
-from singularity.shared_queue.sql import QUERIES, queue_table
+from singularity.shared_queue.metrics import peek
+from singularity.shared_queue.publisher import send_message
 
 app = typer.Typer(help="Inspect and operate the message queues.", no_args_is_help=True)
 dlq_app = typer.Typer(
@@ -119,10 +120,7 @@ def send(
 
     async def work(conn: psycopg.AsyncConnection) -> int:
         await _existing(conn, queue)
-        params = {"queue": queue, "message": json.dumps(message), "delay": delay}
-        row = await (await conn.execute(QUERIES["send"], params)).fetchone()
-        assert row is not None
-        return int(row[0])
+        return await send_message(conn, queue, message, delay_s=delay)
 
     console.print(f"sent to {queue}: msg_id {run(_admin(work))}")
 
@@ -137,8 +135,7 @@ def read(
 
     async def work(conn: psycopg.AsyncConnection) -> list[Any]:
         await _existing(conn, queue)
-        query = QUERIES.compose("peek", queue_table=queue_table(queue))
-        return list(await (await conn.execute(query, {"n": n})).fetchall())
+        return await peek(conn, queue, n)
 
     rows = run(_admin(work))
     if as_json:

@@ -14,12 +14,10 @@ from singularity.cli.common import console, err_console, load
 from singularity.cli.db_cmd import print_report
 from singularity.config import Settings
 from singularity.database import open_cluster
-from singularity.errors import SingularityError
 from singularity.postgres.cluster import Cluster
-from singularity.postgres.connect import async_connection
 from singularity.postgres.topology import Database
 from singularity.services import SERVICES, Service, ServiceContext, resolve_services, run_services
-from singularity.shared_queue import QUEUES, list_queues
+from singularity.shared_queue import QUEUES
 
 
 def up(
@@ -48,25 +46,7 @@ def run_service(
     services = resolve_services([service])
     settings = load(service=True)
     with open_cluster(settings) as cluster:
-        asyncio.run(_require_bus(cluster))
         _serve(settings, cluster, services)
-
-
-async def _require_bus(cluster: Cluster) -> None:
-    async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
-        present = set(await list_queues(conn)) if await _has_pgmq(conn) else set()
-    missing = [spec.name for spec in QUEUES if spec.name not in present]
-    if missing:
-        raise SingularityError(
-            f"the bus is not set up (missing queue {missing[0]!r}): run `singularity db init` first"
-        )
-
-
-async def _has_pgmq(conn: object) -> bool:
-    from singularity.shared_queue.sql import QUERIES
-
-    row = await (await conn.execute(QUERIES["pgmq_state"])).fetchone()  # type: ignore[attr-defined]
-    return bool(row and row[0])
 
 
 def _serve(settings: Settings, cluster: Cluster, services: list[Service]) -> None:

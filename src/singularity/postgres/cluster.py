@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from psycopg.conninfo import conninfo_to_dict
+
 from singularity.config import Settings
 from singularity.postgres.embedded import ServerInfo
 from singularity.postgres.endpoint import Endpoint
@@ -41,9 +43,9 @@ class Cluster:
         """The real name of a database: its URL's, `NEXUS_DB`, or the prefixed default."""
         url = getattr(self.settings, _URL_SETTING[database])
         if url is not None and not self.embedded:
-            name = Endpoint.parse(url.get_secret_value(), **_PLACEHOLDER).dbname
-            if name != _PLACEHOLDER["dbname"]:
-                return name
+            name = conninfo_to_dict(url.get_secret_value()).get("dbname")
+            if name:
+                return str(name)
         if database is Database.NEXUS and self.settings.nexus_db:
             return self.settings.nexus_db
         return self.settings.singularity_db_prefix + database.value
@@ -99,11 +101,3 @@ class Cluster:
         for database in Database:
             grouped.setdefault(self.admin(database).server, []).append(database)
         return grouped
-
-
-_PLACEHOLDER: dict[str, object] = {
-    "host": "localhost",
-    "port": 5432,
-    "dbname": "\x00unset",
-    "user": "postgres",
-}

@@ -128,7 +128,7 @@ class EmbeddedServer:
             return info
         started = time.monotonic()
         pgserver = _pgserver()
-        system_user = self._prepare_directories(pgserver)
+        system_user = self._prepare_directories()
         if not self.initialized:
             log.info("embedded_initdb", pgdata=str(self.pgdata))
             pgserver.initdb(
@@ -136,7 +136,7 @@ class EmbeddedServer:
                 pgdata=self.pgdata,
                 user=system_user,
             )
-        socket_dir = _socket_dir(self.pgdata, self._run)
+        socket_dir = _socket_dir(self.pgdata)
         try:
             pgserver.pg_ctl(
                 [
@@ -166,7 +166,7 @@ class EmbeddedServer:
         )
         return info
 
-    def _prepare_directories(self, pgserver: object) -> str | None:
+    def _prepare_directories(self) -> str | None:
         """Create pgdata; as root, hand it to an unprivileged system user as pgserver does."""
         self.pgdata.mkdir(parents=True, exist_ok=True)
         if os.geteuid() != 0:
@@ -225,7 +225,7 @@ def _pgserver():
     return pgserver
 
 
-def _socket_dir(pgdata: Path, run: Path) -> Path:
+def _socket_dir(pgdata: Path) -> Path:
     """pgdata itself unless its path is too long for a Unix socket name (about 107 bytes)."""
     if len(str(pgdata / ".s.PGSQL.5432")) < 100:
         return pgdata

@@ -50,7 +50,16 @@ class ProvisionReport:
     created_databases: list[str] = field(default_factory=list)
 
 
-async def check_privileges(conn: psycopg.AsyncConnection, endpoint: Endpoint) -> dict[str, object]:
+@dataclass(frozen=True)
+class AdminPrivileges:
+    """Who the administrator is on one server."""
+
+    user: str
+    superuser: bool
+    version: int
+
+
+async def check_privileges(conn: psycopg.AsyncConnection, endpoint: Endpoint) -> AdminPrivileges:
     """Fail with one line naming every privilege the administrator lacks."""
     row = await (await conn.execute(QUERIES["admin_privileges"])).fetchone()
     assert row is not None
@@ -70,7 +79,7 @@ async def check_privileges(conn: psycopg.AsyncConnection, endpoint: Endpoint) ->
                 f'{" and ".join(missing)}: run `ALTER ROLE "{name}" {" ".join(missing)}` as a '
                 "superuser, or set DB_USER to a role that has it"
             )
-    return {"user": name, "superuser": superuser, "version": version}
+    return AdminPrivileges(user=name, superuser=superuser, version=version)
 
 
 async def provision_server(

@@ -10,7 +10,8 @@ import psycopg
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from singularity.shared_queue.catalog import DLQ_SUFFIX
-from singularity.shared_queue.publisher import encode_batch
+from singularity.shared_queue.metrics import peek
+from singularity.shared_queue.publisher import encode_batch, send_message
 from singularity.shared_queue.sql import QUERIES, queue_table
 
 __all__ = ["DeadLetter", "dead_letter", "list_dead_letters", "redrive"]
@@ -57,10 +58,7 @@ async def dead_letter(
         cursor = await conn.execute(QUERIES["delete"], {"queue": queue, "ids": [msg_id]})
         if not await cursor.fetchall():
             return False
-        await conn.execute(
-            QUERIES["send"],
-            {"queue": dead_letter_queue, "message": letter.model_dump_json(), "delay": 0},
-        )
+        await send_message(conn, dead_letter_queue, letter.model_dump(mode="json"))
     return True
 
 
@@ -68,11 +66,8 @@ async def list_dead_letters(
     conn: psycopg.AsyncConnection, dead_letter_queue: str, *, limit: int = 50
 ) -> list[tuple[int, DeadLetter | str]]:
     """The dead letters of one queue (without taking them); a body we cannot read is raw text."""
-    cursor = await conn.execute(
-        QUERIES.compose("peek", queue_table=queue_table(dead_letter_queue)), {"n": limit}
-    )
     letters: list[tuple[int, DeadLetter | str]] = []
-    for msg_id, _read_ct, _enqueued, _vt, body in await cursor.fetchall():
+    for msg_id, _read_ct, _enqueued, _vt, body in await peek(conn, dead_letter_queue, limit):
         try:
             letters.append((msg_id, DeadLetter.model_validate_json(body)))
         except ValidationError:

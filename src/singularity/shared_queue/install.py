@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 import psycopg
 import structlog
 
+from singularity.errors import DatabaseUnavailable, SingularityError
+from singularity.postgres.connect import async_connection
+from singularity.postgres.endpoint import Endpoint
 from singularity.postgres.topology import Role
 from singularity.shared_queue.catalog import QUEUES, QueueSpec
 from singularity.shared_queue.messages import validate_queue_name
@@ -19,7 +22,15 @@ from singularity.shared_queue.sql import (
     sequence_name,
 )
 
-__all__ = ["BusInstall", "apply_grants", "ensure_queue", "install_bus", "install_pgmq"]
+__all__ = [
+    "BusInstall",
+    "apply_grants",
+    "ensure_queue",
+    "install_bus",
+    "install_pgmq",
+    "missing_queues",
+    "require_bus",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +64,30 @@ async def install_pgmq(conn: psycopg.AsyncConnection) -> str:
     version = get_embedded_sql_version()
     log.info("pgmq_installed", method="sql", version=version)
     return f"sql {version}"
+
+
+async def missing_queues(
+    conn: psycopg.AsyncConnection, queues: Iterable[QueueSpec] = QUEUES
+) -> list[str]:
+    """The catalog's queues this bus lacks (all of them where pgmq is not installed)."""
+    row = await (await conn.execute(QUERIES["pgmq_state"])).fetchone()
+    present: set[str] = set()
+    if row is not None and row[0]:
+        rows = await (await conn.execute(QUERIES["list_queues"])).fetchall()
+        present = {r[0] for r in rows}
+    return [spec.name for spec in queues if spec.name not in present]
+
+
+async def require_bus(endpoint: Endpoint) -> None:
+    """Fail with one line naming the fix unless the bus is set up and reachable as this role."""
+    hint = "run `singularity db init` first"
+    try:
+        async with async_connection(endpoint) as conn:
+            missing = await missing_queues(conn)
+    except DatabaseUnavailable as exc:
+        raise DatabaseUnavailable(f"{exc} (is the platform set up? {hint})") from None
+    if missing:
+        raise SingularityError(f"the bus is not set up (missing queue {missing[0]!r}): {hint}")
 
 
 async def ensure_queue(conn: psycopg.AsyncConnection, queue: str, *, wake: bool = True) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 import psycopg
 
-from singularity.shared_queue.sql import QUERIES, archive_table
+from singularity.shared_queue.sql import QUERIES, archive_table, queue_table
 
-__all__ = ["QueueMetrics", "list_queues", "queue_metrics"]
+__all__ = ["QueueMetrics", "list_queues", "peek", "queue_metrics"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,15 @@ class QueueMetrics:
 async def list_queues(conn: psycopg.AsyncConnection) -> list[str]:
     rows = await (await conn.execute(QUERIES["list_queues"])).fetchall()
     return [row[0] for row in rows]
+
+
+async def peek(
+    conn: psycopg.AsyncConnection, queue: str, limit: int
+) -> list[tuple[int, int, datetime, datetime, str]]:
+    """The oldest messages of a queue, without taking them: (msg_id, read_ct, enqueued_at,
+    vt, body)."""
+    query = QUERIES.compose("peek", queue_table=queue_table(queue))
+    return list(await (await conn.execute(query, {"n": limit})).fetchall())
 
 
 async def queue_metrics(conn: psycopg.AsyncConnection) -> list[QueueMetrics]:

@@ -6,12 +6,13 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from singularity.shared_queue.messages import BusMessage, validate_queue_name
 from singularity.shared_queue.sql import QUERIES
 
-__all__ = ["Publisher", "encode", "encode_batch"]
+__all__ = ["Publisher", "encode", "encode_batch", "send_message"]
 
 Payload = BusMessage | Mapping[str, Any]
 
@@ -28,6 +29,17 @@ def encode_batch(bodies: Sequence[str]) -> str:
     return "[" + ",".join(bodies) + "]"
 
 
+async def send_message(
+    conn: psycopg.AsyncConnection, queue: str, message: Payload, *, delay_s: int = 0
+) -> int:
+    """Send one message on a connection (inside the caller's transaction, if any); its msg_id."""
+    validate_queue_name(queue)
+    params = {"queue": queue, "message": encode(message), "delay": delay_s}
+    row = await (await conn.execute(QUERIES["send"], params)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 class Publisher:
     """Sends to any queue this role may publish to (PostgreSQL refuses the others)."""
 
@@ -36,14 +48,8 @@ class Publisher:
 
     async def send(self, queue: str, message: Payload, *, delay_s: int = 0) -> int:
         """Send one message; returns its pgmq msg_id."""
-        validate_queue_name(queue)
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                QUERIES["send"], {"queue": queue, "message": encode(message), "delay": delay_s}
-            )
-            row = await cursor.fetchone()
-        assert row is not None
-        return int(row[0])
+            return await send_message(conn, queue, message, delay_s=delay_s)
 
     async def send_batch(
         self, queue: str, messages: Sequence[Payload], *, delay_s: int = 0
