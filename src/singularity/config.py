@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -70,11 +70,33 @@ class Settings(BaseSettings):
     port: Port = 3000
     genesis_data_dir: Path | None = None
 
-    # Provider keys.
+    # Provider keys: each enables that provider's models.
     anthropic_api_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str | None = None
     google_api_key: SecretStr | None = None
+    gemini_api_key: SecretStr | None = None
     openrouter_api_key: SecretStr | None = None
+    ollama_api_base: str | None = None
+
+    # Nexus: the router.
+    nexus_models_file: Path | None = None
+    nexus_request_timeout_s: float = Field(120.0, gt=0, le=3600)
+    nexus_attempt_timeout_s: float = Field(60.0, gt=0, le=3600)
+    nexus_rate_limit_retries: int = Field(2, ge=0, le=10)
+    nexus_rate_limit_max_wait_s: float = Field(30.0, ge=0, le=600)
+    nexus_cooldown_failures: int = Field(3, ge=1, le=100)
+    nexus_cooldown_s: float = Field(60.0, ge=0, le=86_400)
+    nexus_daily_budget_usd: float | None = Field(None, ge=0)
+    nexus_agent_daily_budget_usd: float | None = Field(None, ge=0)
+    nexus_llm_concurrency: int = Field(64, ge=1, le=4096)
+
+    # Nexus: the human-in-the-loop web UI.
+    nexus_host: str = "127.0.0.1"
+    nexus_ui_token: SecretStr | None = None
+    nexus_public_url: str | None = None
+    nexus_expiry_policy: Literal["reject", "keep"] = "reject"
 
     # Our own.
     singularity_home: Path = Field(default_factory=_default_home)
@@ -122,7 +144,16 @@ class Settings(BaseSettings):
             raise ValueError("must be console or json")
         return value
 
-    @field_validator("db_host", "shared_queue_host", "nexus_db", "shared_queue_user")
+    @field_validator(
+        "db_host",
+        "shared_queue_host",
+        "nexus_db",
+        "shared_queue_user",
+        "openai_base_url",
+        "openai_model",
+        "ollama_api_base",
+        "nexus_public_url",
+    )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -139,6 +170,11 @@ class Settings(BaseSettings):
     @property
     def pgdata(self) -> Path:
         return self.singularity_home / "pgdata"
+
+    @property
+    def nexus_dir(self) -> Path:
+        """Where Nexus keeps its files (the web UI token)."""
+        return self.singularity_home / "nexus"
 
     @property
     def genesis_dir(self) -> Path:

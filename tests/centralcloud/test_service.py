@@ -9,7 +9,7 @@ from singularity.config import Settings
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection
 from singularity.postgres.topology import Database
-from singularity.services import ServiceContext
+from singularity.service_context import ServiceContext
 
 
 async def test_the_service_prunes_expired_archives_and_keeps_running(

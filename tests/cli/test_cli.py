@@ -18,6 +18,7 @@ import pytest
 from conftest import embedded_only
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection, connection
+from singularity.postgres.migrations import head_revision
 from singularity.postgres.topology import Database
 from singularity.shared_queue.deadletter import dead_letter
 
@@ -181,12 +182,12 @@ def test_db_init_twice_and_status(cluster: Cluster, vector_available: bool) -> N
     assert [s["database"] for s in statuses] == [d.value for d in Database]
     assert all(s["reachable"] and s["up_to_date"] for s in statuses)
     nexus = next(s for s in statuses if s["database"] == "nexus")
-    assert nexus["migration"] == "0001_hitl_tables"
+    assert nexus["migration"] == head_revision(Database.NEXUS)
     assert {"approval_requests", "question_requests", "hitl_metrics"} <= {
         t["table"] for t in nexus["tables"]
     }
     migrated = singularity("db", "migrate")
-    assert "nexus: up to date (head 0001_hitl_tables)" in migrated.stdout
+    assert f"nexus: up to date (head {head_revision(Database.NEXUS)})" in migrated.stdout
 
 
 def _start(*args: str) -> subprocess.Popen[str]:

@@ -131,4 +131,4 @@ def test_every_database_is_at_its_head(cluster: Cluster) -> None:
                 current = None
         head = head_revision(database)
         assert (current[0] if current else None) == head
-    assert head_revision(Database.NEXUS) == "0001_hitl_tables"
+    assert head_revision(Database.NEXUS) == "0002_router_log_and_hitl_state"

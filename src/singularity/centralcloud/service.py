@@ -11,7 +11,7 @@ import structlog
 from singularity.errors import DatabaseUnavailable
 from singularity.postgres.connect import async_connection, describe_error
 from singularity.postgres.topology import Database, Role
-from singularity.services import ServiceContext
+from singularity.service_context import ServiceContext
 from singularity.shared_queue import list_queues, prune_archives, queue_metrics
 from singularity.shared_queue.install import require_bus
 

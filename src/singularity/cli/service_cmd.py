@@ -16,7 +16,8 @@ from singularity.config import Settings
 from singularity.database import open_cluster
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.topology import Database
-from singularity.services import SERVICES, Service, ServiceContext, resolve_services, run_services
+from singularity.service_context import Service, ServiceContext, run_services
+from singularity.services import SERVICES, resolve_services
 from singularity.shared_queue import QUEUES
 
 

@@ -11,6 +11,7 @@ from singularity.shared_queue.delivery import (
     ConsumerOptions,
     Delivery,
     Handler,
+    InvalidHandler,
     PermanentFailure,
     Reply,
 )
@@ -28,8 +29,15 @@ from singularity.shared_queue.messages import (
     QuestionResponse,
     validate_queue_name,
 )
-from singularity.shared_queue.metrics import QueueMetrics, list_queues, queue_metrics
+from singularity.shared_queue.metrics import (
+    QueueDepth,
+    QueueMetrics,
+    list_queues,
+    queue_depths,
+    queue_metrics,
+)
 from singularity.shared_queue.publisher import Publisher
+from singularity.shared_queue.replies import ReplyTargets
 from singularity.shared_queue.retention import prune_archives
 
 __all__ = [
@@ -43,6 +51,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "Handler",
+    "InvalidHandler",
     "JobRequest",
     "JobResult",
     "Listener",
@@ -52,9 +61,11 @@ __all__ = [
     "Publisher",
     "QuestionRequest",
     "QuestionResponse",
+    "QueueDepth",
     "QueueMetrics",
     "QueueSpec",
     "Reply",
+    "ReplyTargets",
     "apply_grants",
     "consumer_options",
     "dead_letter_queue",
@@ -64,6 +75,7 @@ __all__ = [
     "list_queues",
     "open_bus",
     "prune_archives",
+    "queue_depths",
     "queue_metrics",
     "queue_spec",
     "redrive",

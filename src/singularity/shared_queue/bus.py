@@ -14,7 +14,7 @@ from singularity.config import Settings
 from singularity.postgres.connect import open_pool
 from singularity.postgres.endpoint import Endpoint
 from singularity.shared_queue.consumer import Consumer
-from singularity.shared_queue.delivery import ConsumerOptions, Handler
+from singularity.shared_queue.delivery import ConsumerOptions, Handler, InvalidHandler
 from singularity.shared_queue.listener import Listener
 from singularity.shared_queue.publisher import Publisher
 
@@ -49,6 +49,7 @@ class Bus:
         handler: Handler[M],
         *,
         options: ConsumerOptions | None = None,
+        on_invalid: InvalidHandler | None = None,
     ) -> Consumer[M]:
         return Consumer(
             self.pool,
@@ -57,6 +58,7 @@ class Bus:
             handler,
             options=options or consumer_options(self.settings),
             listener=self.listener,
+            on_invalid=on_invalid,
         )
 
 

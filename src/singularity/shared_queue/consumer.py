@@ -14,10 +14,11 @@ Delivery rules:
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -35,7 +36,9 @@ from singularity.shared_queue.delivery import (
     Delivery,
     Done,
     Handler,
+    InvalidHandler,
     PermanentFailure,
+    Reply,
     as_replies,
 )
 from singularity.shared_queue.listener import Listener
@@ -74,6 +77,7 @@ class Consumer(Generic[M]):
         options: ConsumerOptions | None = None,
         listener: Listener | None = None,
         dead_letter_queue: str | None = None,
+        on_invalid: InvalidHandler | None = None,
     ) -> None:
         self.queue = validate_queue_name(queue)
         self.dead_letter_queue = dead_letter_queue or f"{queue}_dlq"
@@ -82,6 +86,7 @@ class Consumer(Generic[M]):
         self._pool = pool
         self._model = model
         self._handler = handler
+        self._on_invalid = on_invalid
         self._listener = listener
         self._wake = listener.subscribe(queue) if listener else asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
@@ -125,7 +130,8 @@ class Consumer(Generic[M]):
             for row in rows:
                 rejected = self._dispatch(row)
                 if rejected is not None:
-                    await self._dead_letter(row, rejected)
+                    replies = await self._invalid_replies(row, rejected)
+                    await self._dead_letter(row, rejected, replies)
 
     async def _read(self, qty: int) -> list[_Row]:
         params = {"queue": self.queue, "vt": self.options.visibility_timeout_s, "qty": qty}
@@ -139,7 +145,7 @@ class Consumer(Generic[M]):
         try:
             message = self._model.model_validate_json(row.body)
         except ValidationError as exc:
-            return f"invalid message: {_validation_summary(exc)}"
+            return f"{_INVALID}{_validation_summary(exc)}"
         if row.read_ct > self.options.max_deliveries:
             return f"delivered {row.read_ct - 1} times without being handled"
         delivery = Delivery(self.queue, row.msg_id, row.read_ct, row.enqueued_at, message, row.key)
@@ -160,7 +166,7 @@ class Consumer(Generic[M]):
         except asyncio.CancelledError:
             raise
         except PermanentFailure as exc:
-            await self._dead_letter(row, f"handler refused it: {exc}")
+            await self._dead_letter(row, f"handler refused it: {exc}", exc.replies)
         except Exception as exc:
             await self._failed(row, exc)
         else:
@@ -188,7 +194,21 @@ class Consumer(Generic[M]):
         )
         await self._set_vt([row.msg_id], delay)
 
-    async def _dead_letter(self, row: _Row, reason: str) -> None:
+    async def _invalid_replies(self, row: _Row, reason: str) -> Sequence[Reply]:
+        """What the service wants to answer to a message it cannot read (its asker waits)."""
+        if self._on_invalid is None or not reason.startswith(_INVALID):
+            return ()
+        try:
+            body = json.loads(row.body)
+        except ValueError:
+            body = None
+        try:
+            return await self._on_invalid(body, reason)
+        except Exception as exc:  # the dead letter matters more than the courtesy reply
+            log.warning("invalid_reply_failed", queue=self.queue, error=str(exc))
+            return ()
+
+    async def _dead_letter(self, row: _Row, reason: str, replies: Sequence[Reply] = ()) -> None:
         self.stats.dead_lettered += 1
         log.warning(
             "dead_lettered",
@@ -208,6 +228,7 @@ class Consumer(Generic[M]):
                     enqueued_at=row.enqueued_at,
                     body=row.body,
                     reason=reason,
+                    replies=replies,
                 )
         except psycopg.Error as exc:
             # The message stays in its queue and comes back after its visibility timeout.
@@ -216,7 +237,8 @@ class Consumer(Generic[M]):
     # -- visibility ----------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        period = max(1.0, self.options.visibility_timeout_s / 3)
+        # Well inside the timeout, so an extension never arrives after the message reappeared.
+        period = max(0.2, self.options.visibility_timeout_s / 3)
         while True:
             await asyncio.sleep(period)
             held = [*self._inflight, *self._committer.pending]
@@ -262,6 +284,7 @@ def _start(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
 
 
 _EAGER = sys.version_info >= (3, 12)
+_INVALID = "invalid message: "
 
 
 def _validation_summary(exc: ValidationError) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ import psycopg
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from singularity.shared_queue.catalog import DLQ_SUFFIX
+from singularity.shared_queue.delivery import Reply
 from singularity.shared_queue.metrics import peek
 from singularity.shared_queue.publisher import encode_batch, send_message
 from singularity.shared_queue.sql import QUERIES, queue_table
@@ -43,8 +45,10 @@ async def dead_letter(
     enqueued_at: datetime,
     body: str,
     reason: str,
+    replies: Sequence[Reply] = (),
 ) -> bool:
-    """Move one message to the dead-letter queue; False if it was no longer in its queue."""
+    """Move one message to the dead-letter queue, sending `replies` in the same transaction;
+    False if it was no longer in its queue (then nothing is sent)."""
     letter = DeadLetter(
         queue=queue,
         msg_id=msg_id,
@@ -52,14 +56,23 @@ async def dead_letter(
         enqueued_at=enqueued_at,
         failed_at=datetime.now(UTC),
         reason=reason,
-        original=json.loads(body),
+        original=_original(body),
     )
     async with conn.transaction():
         cursor = await conn.execute(QUERIES["delete"], {"queue": queue, "ids": [msg_id]})
         if not await cursor.fetchall():
             return False
         await send_message(conn, dead_letter_queue, letter.model_dump(mode="json"))
+        for reply in replies:
+            await send_message(conn, reply.queue, reply.message)
     return True
+
+
+def _original(body: str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body
 
 
 async def list_dead_letters(

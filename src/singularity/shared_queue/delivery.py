@@ -16,6 +16,7 @@ __all__ = [
     "Delivery",
     "Done",
     "Handler",
+    "InvalidHandler",
     "PermanentFailure",
     "Reply",
     "as_replies",
@@ -25,7 +26,15 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class PermanentFailure(Exception):
-    """Raised by a handler for a message that can never succeed: dead-lettered at once."""
+    """Raised by a handler for a message that can never succeed: dead-lettered at once.
+
+    `replies` (an error result for the asker, say) are sent in the transaction that moves the
+    message to the dead-letter queue, so the asker hears of it exactly once.
+    """
+
+    def __init__(self, reason: str, *, replies: Sequence[Reply] = ()) -> None:
+        super().__init__(reason)
+        self.replies = list(replies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,10 @@ class Delivery(Generic[M]):
 
 
 Handler = Callable[[Delivery[M]], Awaitable[Sequence[Reply] | Reply | None]]
+
+# Called with the parsed JSON body (None if it is not JSON) and the reason, for a message that
+# fails validation: returns the replies to send with its dead letter (an error for the asker).
+InvalidHandler = Callable[[Any, str], Awaitable[Sequence[Reply]]]
 
 
 @dataclass(frozen=True)

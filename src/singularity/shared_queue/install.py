@@ -26,6 +26,7 @@ __all__ = [
     "BusInstall",
     "apply_grants",
     "ensure_queue",
+    "grant_publish",
     "install_bus",
     "install_pgmq",
     "missing_queues",
@@ -69,13 +70,12 @@ async def install_pgmq(conn: psycopg.AsyncConnection) -> str:
 async def missing_queues(
     conn: psycopg.AsyncConnection, queues: Iterable[QueueSpec] = QUEUES
 ) -> list[str]:
-    """The catalog's queues this bus lacks (all of them where pgmq is not installed)."""
-    row = await (await conn.execute(QUERIES["pgmq_state"])).fetchone()
-    present: set[str] = set()
-    if row is not None and row[0]:
-        rows = await (await conn.execute(QUERIES["list_queues"])).fetchall()
-        present = {r[0] for r in rows}
-    return [spec.name for spec in queues if spec.name not in present]
+    """The catalog's queues this bus lacks (all of them where pgmq is not installed); any
+    service role may ask."""
+    names = [spec.name for spec in queues]
+    rows = await (await conn.execute(QUERIES["absent_queues"], {"names": names})).fetchall()
+    absent = {row[0] for row in rows}
+    return [name for name in names if name in absent]
 
 
 async def require_bus(endpoint: Endpoint) -> None:
@@ -122,6 +122,7 @@ async def install_bus(
             report.created_queues.append(spec.name)
         if await ensure_queue(conn, spec.dead_letter, wake=False):
             report.created_queues.append(spec.dead_letter)
+    await conn.execute(QUERIES["create_depths_function"])
     await apply_grants(conn, roles, specs)
     return report
 
@@ -135,6 +136,7 @@ async def apply_grants(
         for role in roles.values():
             await conn.execute(QUERIES.compose("revoke_bus", role=role))
             await conn.execute(QUERIES.compose("grant_usage", role=role))
+            await conn.execute(QUERIES.compose("grant_depths", role=role))
         for spec in specs:
             await _grant(conn, "grant_publish", roles[spec.publisher], spec.name)
             await _grant(conn, "grant_consume", roles[spec.consumer], spec.name)
@@ -145,6 +147,11 @@ async def apply_grants(
             await _grant(conn, "grant_observe", owner, name)
             await _grant(conn, "grant_prune", owner, name)
             await _grant(conn, "grant_read_archive", analytics, name)
+
+
+async def grant_publish(conn: psycopg.AsyncConnection, role: str, queue: str) -> None:
+    """Let `role` send to `queue` (a queue outside the catalog, such as a private reply queue)."""
+    await _grant(conn, "grant_publish", role, queue)
 
 
 async def _grant(conn: psycopg.AsyncConnection, query: str, role: str, queue: str) -> None:

@@ -9,7 +9,7 @@ import psycopg
 
 from singularity.shared_queue.sql import QUERIES, archive_table, queue_table
 
-__all__ = ["QueueMetrics", "list_queues", "peek", "queue_metrics"]
+__all__ = ["QueueDepth", "QueueMetrics", "list_queues", "peek", "queue_depths", "queue_metrics"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,19 @@ class QueueMetrics:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    queue: str
+    length: int
+    oldest_age_s: int | None
+
+
+async def queue_depths(conn: psycopg.AsyncConnection) -> list[QueueDepth]:
+    """Depth and oldest age of every queue; any service role may ask (counts only)."""
+    rows = await (await conn.execute(QUERIES["queue_depths"])).fetchall()
+    return [QueueDepth(row[0], int(row[1]), row[2]) for row in rows]
 
 
 async def list_queues(conn: psycopg.AsyncConnection) -> list[str]:

@@ -158,3 +158,40 @@ GRANT SELECT, DELETE ON pgmq.{archive} TO {role}
 
 -- name: grant_read_archive --
 GRANT SELECT ON pgmq.{archive} TO {role}
+
+-- name: can_send --
+-- Whether this role may send to a queue: NULL when there is no such queue, else whether
+-- INSERT on its table is granted (to_regclass needs no privilege on the table).
+SELECT CASE
+    WHEN to_regclass(format('pgmq.%%I', 'q_' || %(queue)s)) IS NULL THEN NULL
+    ELSE has_table_privilege(format('pgmq.%%I', 'q_' || %(queue)s), 'INSERT')
+END AS allowed
+
+-- name: create_depths_function --
+-- Depth and oldest age of every queue, for the services' dashboards and status: counts only,
+-- never a message. It runs with its creator's rights (the administrator who installs the bus),
+-- so a service can see every queue's depth without any grant on the queues themselves.
+CREATE SCHEMA IF NOT EXISTS bus;
+CREATE OR REPLACE FUNCTION bus.queue_depths()
+RETURNS TABLE (queue_name text, queue_length bigint, oldest_msg_age_sec integer)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.queue_name::text, m.queue_length, m.oldest_msg_age_sec
+    FROM pgmq.metrics_all() AS m
+    ORDER BY m.queue_name
+$$;
+REVOKE ALL ON FUNCTION bus.queue_depths() FROM PUBLIC
+
+-- name: grant_depths --
+GRANT USAGE ON SCHEMA bus TO {role};
+GRANT EXECUTE ON FUNCTION bus.queue_depths() TO {role}
+
+-- name: queue_depths --
+SELECT queue_name, queue_length, oldest_msg_age_sec FROM bus.queue_depths()
+
+-- name: absent_queues --
+-- Which of these queues have no table (to_regclass needs no privilege: any role may ask).
+SELECT name FROM unnest(%(names)s::text[]) AS name
+WHERE to_regclass(format('pgmq.%%I', 'q_' || name)) IS NULL
+ORDER BY name

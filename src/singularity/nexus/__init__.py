@@ -1,0 +1,1 @@
+"""Nexus: the LLM router and the human-in-the-loop web UI."""

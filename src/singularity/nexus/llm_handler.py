@@ -1,0 +1,216 @@
+"""The `llm_requests` consumer: route each request once, record it, answer its `reply_to`.
+
+Exactly one effect: the answer is recorded in the nexus database before it is published, and a
+request whose answer is recorded (a redelivery, or the same request_id sent twice) is answered
+from the record without asking a provider again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from singularity.config import Settings
+from singularity.nexus.router import ErrorCode, Routed, Router
+from singularity.nexus.sql import QUERIES
+from singularity.shared_queue import Delivery, LlmRequest, Reply, ReplyTargets
+
+__all__ = ["DEFAULT_REPLY_TO", "LlmHandler"]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_REPLY_TO = "llm_results"
+
+
+class LlmHandler:
+    """Handles deliveries of `llm_requests` for one Nexus process."""
+
+    def __init__(
+        self,
+        router: Router,
+        pool: AsyncConnectionPool,
+        targets: ReplyTargets,
+        settings: Settings,
+    ) -> None:
+        self.router = router
+        self._pool = pool
+        self._targets = targets
+        self._settings = settings
+
+    async def __call__(self, delivery: Delivery[LlmRequest]) -> Reply:
+        started = time.perf_counter()
+        request = delivery.message
+        request_id = delivery.request_id
+        reply_to = request.reply_to or DEFAULT_REPLY_TO
+        await self._targets.require(reply_to)
+
+        budget = self._budget_for(request.agent_id)
+        recorded, spent, agent_spent = await self._lookup(request_id, request.agent_id, budget)
+        if recorded is not None:
+            log.info("llm_request_answered_again", request_id=request_id, msg_id=delivery.msg_id)
+            return Reply(recorded[1], json.loads(recorded[0]))
+
+        refusal = _over_budget(budget, spent, agent_spent, request.agent_id)
+        if refusal is not None:
+            routed = Routed(self.router.plan(request)[0])
+            routed.error_code, routed.error_message = ErrorCode.BUDGET_EXCEEDED, refusal
+        else:
+            routed = await self.router.route(request)
+        handling_ms = (time.perf_counter() - started) * 1000
+        overhead_ms = max(0.0, handling_ms - routed.provider_ms - routed.waited_ms)
+        result = _result(request_id, routed, overhead_ms)
+        reply = await self._record(delivery, reply_to, routed, result, overhead_ms)
+        _log_outcome(request_id, request, routed, overhead_ms)
+        return Reply(reply_to, reply)
+
+    async def on_invalid(self, body: Any, reason: str) -> Sequence[Reply]:
+        """An unreadable request is dead-lettered; its asker still hears why, when it can."""
+        if not isinstance(body, dict):
+            return ()
+        request_id = body.get("request_id") or body.get("id")
+        reply_to = body.get("reply_to") or DEFAULT_REPLY_TO
+        if not isinstance(request_id, str | int) or not isinstance(reply_to, str):
+            return ()
+        if await self._targets.problem(reply_to) is not None:
+            return ()
+        error = {"code": ErrorCode.VALIDATION_ERROR, "message": reason}
+        return [Reply(reply_to, {"request_id": str(request_id), "error": error})]
+
+    # -- budget ----------------------------------------------------------------------------
+
+    def _budget_for(self, agent_id: str) -> tuple[float | None, float | None]:
+        """(daily limit for all agents, daily limit for this agent)."""
+        s = self._settings
+        agent_limit = self.router.registry.agent_budgets.get(
+            agent_id, s.nexus_agent_daily_budget_usd
+        )
+        return s.nexus_daily_budget_usd, agent_limit
+
+    async def _lookup(
+        self, request_id: str, agent_id: str, budget: tuple[float | None, float | None]
+    ) -> tuple[tuple[str, str] | None, float, float]:
+        params = {
+            "request_id": request_id,
+            "agent_id": agent_id,
+            "with_spend": budget != (None, None),
+        }
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(QUERIES["llm_lookup"], params)).fetchone()
+        assert row is not None
+        recorded = (row[0], row[1]) if row[0] is not None else None
+        return recorded, float(row[2]), float(row[3])
+
+    # -- record ----------------------------------------------------------------------------
+
+    async def _record(
+        self,
+        delivery: Delivery[LlmRequest],
+        reply_to: str,
+        routed: Routed,
+        result: dict[str, Any],
+        overhead_ms: float,
+    ) -> dict[str, Any]:
+        """Record the request with its answer; returns the answer to publish (the first one
+        recorded, if a duplicate of this request got there first)."""
+        request = delivery.message
+        completion = routed.completion
+        params = {
+            "request_id": delivery.request_id,
+            "msg_id": delivery.msg_id,
+            "agent_id": request.agent_id,
+            "task_type": request.task_type,
+            "tier": routed.tier.tier.value,
+            "tier_reason": routed.tier.reason,
+            "outcome": "ok" if routed.ok else routed.error_code,
+            "model": routed.deployment.name if routed.deployment else None,
+            "attempts": Jsonb([a.as_dict() for a in routed.attempts]),
+            "prompt_tokens": completion.prompt_tokens if completion else None,
+            "completion_tokens": completion.completion_tokens if completion else None,
+            "cost_usd": routed.cost_usd,
+            "provider_ms": round(routed.provider_ms, 3),
+            "overhead_ms": round(overhead_ms, 3),
+            "reply_to": reply_to,
+            "reply": Jsonb(result),
+            "received_at": delivery.enqueued_at,
+        }
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(QUERIES["llm_record"], params)).fetchone()
+        assert row is not None
+        inserted, stored = row
+        return result if inserted else json.loads(stored)
+
+
+def _result(request_id: str, routed: Routed, overhead_ms: float) -> dict[str, Any]:
+    """The `llm_results` message: the answer with usage and cost, or the error."""
+    base: dict[str, Any] = {"request_id": request_id, "tier": routed.tier.tier.value}
+    if not routed.ok:
+        base["error"] = {"code": routed.error_code, "message": routed.error_message or ""}
+        if routed.attempts:
+            base["attempts"] = [a.as_dict() for a in routed.attempts]
+        return base
+    completion = routed.completion
+    deployment = routed.deployment
+    assert completion is not None and deployment is not None
+    base.update(
+        result=completion.text,
+        model=deployment.name,
+        usage={
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+        },
+        overhead_ms=round(overhead_ms, 3),
+        provider_ms=round(routed.provider_ms, 3),
+    )
+    if routed.cost_usd is not None:
+        base["cost_usd"] = round(routed.cost_usd, 8)
+    else:
+        base["cost_usd"] = None  # unknown, said so, never a silent 0
+        base["cost_unknown"] = True
+    if len(routed.attempts) > 1:
+        base["attempts"] = [a.as_dict() for a in routed.attempts]
+    return base
+
+
+def _over_budget(
+    budget: tuple[float | None, float | None], spent: float, agent_spent: float, agent_id: str
+) -> str | None:
+    daily, agent_daily = budget
+    if daily is not None and spent >= daily:
+        return f"today's budget of ${daily:.2f} for all agents is spent (${spent:.4f})"
+    if agent_daily is not None and agent_spent >= agent_daily:
+        return (
+            f"agent {agent_id!r} has spent its budget of ${agent_daily:.2f} for today "
+            f"(${agent_spent:.4f})"
+        )
+    return None
+
+
+def _log_outcome(request_id: str, request: LlmRequest, routed: Routed, overhead_ms: float) -> None:
+    fields: dict[str, Any] = {
+        "request_id": request_id,
+        "agent_id": request.agent_id,
+        "task_type": request.task_type,
+        "tier": routed.tier.tier.value,
+        "attempts": len(routed.attempts),
+        "overhead_ms": round(overhead_ms, 2),
+    }
+    if routed.ok:
+        assert routed.completion is not None and routed.deployment is not None
+        log.info(
+            "llm_request_routed",
+            model=routed.deployment.name,
+            tokens=routed.completion.prompt_tokens + routed.completion.completion_tokens,
+            cost_usd=routed.cost_usd,
+            provider_ms=round(routed.provider_ms, 1),
+            **fields,
+        )
+    else:
+        log.warning(
+            "llm_request_failed", code=routed.error_code, reason=routed.error_message, **fields
+        )

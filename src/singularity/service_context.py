@@ -1,0 +1,55 @@
+"""What every service is: the protocol, what it is given, and how several run side by side.
+
+Services import this module, never `singularity.services` (the registry imports them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from singularity.config import Settings
+from singularity.postgres.cluster import Cluster
+
+__all__ = ["Service", "ServiceContext", "run_services"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What every service is given: the settings and where the databases are."""
+
+    settings: Settings
+    cluster: Cluster
+
+
+class Service(Protocol):
+    name: str
+
+    async def run(self, context: ServiceContext, stop: asyncio.Event) -> None:
+        """Work until `stop` is set, then finish cleanly."""
+        ...
+
+
+async def run_services(
+    services: Sequence[Service], context: ServiceContext, stop: asyncio.Event
+) -> None:
+    """Run services side by side until `stop`; if one fails, stop the others and re-raise."""
+    tasks = {
+        asyncio.create_task(service.run(context, stop), name=f"service:{service.name}"): service
+        for service in services
+    }
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                log.error("service_failed", service=tasks[task].name, error=str(task.exception()))
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
