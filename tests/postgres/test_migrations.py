@@ -116,10 +116,11 @@ def test_the_designs_example_queries_run_unchanged(nexus: psycopg.Connection) ->
             (approval,),
         )
         results = [nexus.execute(query).fetchall() for query in DESIGN_QUERIES]
-    assert results[0][0][0] == approval
-    assert results[2] == [("self-improving-agent", 1, 1)]
-    assert results[5] == [("Which database?", 1)]
-    assert results[6][0][0] == "approval"
+    # Other tests' approvals may share the table: look for this test's rows among them.
+    assert approval in {row[0] for row in results[0]}
+    assert ("self-improving-agent", 1, 1) in results[2]
+    assert ("Which database?", 1) in results[5]
+    assert "approval" in {row[0] for row in results[6]}
 
 
 def test_every_database_is_at_its_head(cluster: Cluster) -> None:

@@ -71,7 +71,7 @@ class HitlEvents:
                 log.warning("hitl_listen_lost", error=describe_error(exc), retry_in_s=delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
-        self._close_all()
+        self.restart_all()
 
     async def _listen(self, stop: asyncio.Event) -> None:
         conn = await psycopg.AsyncConnection.connect(
@@ -81,7 +81,7 @@ class HitlEvents:
             await conn.execute(f"LISTEN {CHANNEL}")
             if not self.listening.is_set() and self._subscribers:
                 # Announcements may have been missed while disconnected: start browsers over.
-                self._close_all()
+                self.restart_all()
             self.listening.set()
             while not stop.is_set():
                 # A timeout lets the loop see `stop`; notifications arrive without waiting it.
@@ -108,8 +108,8 @@ class HitlEvents:
                 _end(queue)
                 log.warning("browser_too_slow_dropped")
 
-    def _close_all(self) -> None:
-        """Tell every subscriber to end (None); browsers reconnect and get a snapshot."""
+    def restart_all(self) -> None:
+        """End every browser's stream; browsers reconnect and get a fresh snapshot."""
         for queue in list(self._subscribers):
             _end(queue)
         self._subscribers.clear()

@@ -7,6 +7,7 @@ from the record without asking a provider again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -42,8 +43,31 @@ class LlmHandler:
         self._pool = pool
         self._targets = targets
         self._settings = settings
+        self._in_flight: dict[str, asyncio.Future[Reply]] = {}
 
     async def __call__(self, delivery: Delivery[LlmRequest]) -> Reply:
+        # Two deliveries of one request at once (a sender's retry in the same batch) share
+        # one provider call: the second waits for the first's answer.
+        key = delivery.request_id
+        running = self._in_flight.get(key)
+        if running is not None:
+            log.info("llm_request_joined", request_id=key, msg_id=delivery.msg_id)
+            return await asyncio.shield(running)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            reply = await self._handle(delivery)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here: a future nobody joined must not warn
+            raise
+        else:
+            future.set_result(reply)
+            return reply
+        finally:
+            del self._in_flight[key]
+
+    async def _handle(self, delivery: Delivery[LlmRequest]) -> Reply:
         started = time.perf_counter()
         request = delivery.message
         request_id = delivery.request_id
@@ -140,10 +164,11 @@ class LlmHandler:
             "received_at": delivery.enqueued_at,
         }
         async with self._pool.connection() as conn:
-            row = await (await conn.execute(QUERIES["llm_record"], params)).fetchone()
-        assert row is not None
-        inserted, stored = row
-        return result if inserted else json.loads(stored)
+            if await (await conn.execute(QUERIES["llm_record"], params)).fetchone():
+                return result
+            stored = await (await conn.execute(QUERIES["llm_reply"], params)).fetchone()
+        assert stored is not None
+        return dict(json.loads(stored[0]))
 
 
 def _result(request_id: str, routed: Routed, overhead_ms: float) -> dict[str, Any]:

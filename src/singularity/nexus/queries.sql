@@ -13,22 +13,22 @@ FROM llm_requests
 WHERE %(with_spend)s AND completed_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 
 -- name: llm_record --
--- Record a routed request; a request already recorded keeps its first answer (returned).
-WITH inserted AS (
-    INSERT INTO llm_requests (
-        request_id, msg_id, agent_id, task_type, tier, tier_reason, outcome, model, attempts,
-        prompt_tokens, completion_tokens, cost_usd, provider_ms, overhead_ms, reply_to, reply,
-        received_at
-    ) VALUES (
-        %(request_id)s, %(msg_id)s, %(agent_id)s, %(task_type)s, %(tier)s, %(tier_reason)s,
-        %(outcome)s, %(model)s, %(attempts)s, %(prompt_tokens)s, %(completion_tokens)s,
-        %(cost_usd)s, %(provider_ms)s, %(overhead_ms)s, %(reply_to)s, %(reply)s, %(received_at)s
-    )
-    ON CONFLICT (request_id) DO NOTHING
-    RETURNING true AS inserted
+-- Record a routed request; a request already recorded keeps its first answer (no row returned:
+-- read it with llm_reply, in a new statement that sees the other's commit).
+INSERT INTO llm_requests (
+    request_id, msg_id, agent_id, task_type, tier, tier_reason, outcome, model, attempts,
+    prompt_tokens, completion_tokens, cost_usd, provider_ms, overhead_ms, reply_to, reply,
+    received_at
+) VALUES (
+    %(request_id)s, %(msg_id)s, %(agent_id)s, %(task_type)s, %(tier)s, %(tier_reason)s,
+    %(outcome)s, %(model)s, %(attempts)s, %(prompt_tokens)s, %(completion_tokens)s,
+    %(cost_usd)s, %(provider_ms)s, %(overhead_ms)s, %(reply_to)s, %(reply)s, %(received_at)s
 )
-SELECT (SELECT inserted FROM inserted) IS NOT NULL AS inserted,
-       (SELECT reply::text FROM llm_requests WHERE request_id = %(request_id)s) AS reply
+ON CONFLICT (request_id) DO NOTHING
+RETURNING true AS inserted
+
+-- name: llm_reply --
+SELECT reply::text FROM llm_requests WHERE request_id = %(request_id)s
 
 -- name: llm_history --
 SELECT request_id, agent_id, task_type, tier, tier_reason, outcome, model, attempts,

@@ -272,11 +272,12 @@ class Router:
             routed.error_message = f"every candidate failed (tried {tried}); last error{detail}"
 
     def _no_provider_message(self, request: LlmRequest, tier: TierChoice) -> str:
-        wanted = sorted(
-            {s.provider for s in self.registry.candidates(request.task_type, tier.tier)}
-        )
-        hints = "; ".join(f"{p}: {PROVIDER_SETTINGS.get(p, 'see its api_key_env')}" for p in wanted)
+        hints: dict[str, str] = {}
+        for spec in self.registry.candidates(request.task_type, tier.tier):
+            needed = spec.api_key_env or PROVIDER_SETTINGS.get(spec.provider, "credentials")
+            hints.setdefault(spec.provider, needed)
+        listed = "; ".join(f"{provider}: {needed}" for provider, needed in sorted(hints.items()))
         return (
             f"no model for task type {request.task_type!r} ({tier.tier} tier) has credentials; "
-            f"configure one of: {hints}"
+            f"configure one of: {listed or 'a model in the registry for this tier'}"
         )
