@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -75,4 +79,18 @@ def holds(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
 def job(i: int = 0, **extra: Any) -> JobRequest:
     return JobRequest(
         id=f"job-{i}-{uuid.uuid4().hex[:6]}", code="print(1)", language="python", **extra
+    )
+
+
+def singularity(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the `singularity` command as a user would, in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "singularity", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=120,
     )

@@ -16,22 +16,12 @@ from pathlib import Path
 import pytest
 
 from conftest import embedded_only
+from helpers import singularity
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection, connection
 from singularity.postgres.migrations import head_revision
 from singularity.postgres.topology import Database
 from singularity.shared_queue.deadletter import dead_letter
-
-
-def singularity(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "singularity", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 @pytest.fixture

@@ -54,32 +54,35 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         console.print_json(json.dumps({"sources": registry.sources, "models": rows}))
         return
     table = Table(title="Models (" + " + ".join(registry.sources) + ")")
-    for column in (
-        "model",
-        "provider",
-        "calls",
-        "context",
-        "$/M in",
-        "$/M out",
-        "credentials",
-        "price",
-        "used in",
-    ):
-        table.add_column(column)
+    table.add_column("model", no_wrap=True, style="bold")
+    table.add_column("provider", no_wrap=True)
+    table.add_column("context", justify="right")
+    table.add_column("$/M in", justify="right")
+    table.add_column("$/M out", justify="right")
+    table.add_column("key")
+    table.add_column("price", overflow="fold")
     for row in rows:
         price = row["price"]
         table.add_row(
             row["name"],
             row["provider"],
-            row["litellm_model"],
-            f"{row['context_window']:,}",
+            f"{row['context_window'] // 1000}k",
             _usd(row["input_usd_per_mtok"]),
             _usd(row["output_usd_per_mtok"]),
             "[green]yes[/]" if row["credentials"] else "[dim]no[/]",
             price if price in ("registry", "litellm") else f"[red]{escape(price)}[/]",
-            ", ".join(row["used_in"]) or "[dim]-[/]",
         )
     console.print(table)
+    callable_models = {row["name"] for row in rows if row["credentials"]}
+    console.print("[bold]Candidates, in the order they are tried[/] (callable ones in green):")
+    rules = [(str(t), n) for t, n in registry.tiers.items()] + [
+        (f"{task}.{tier}", names)
+        for task, by_tier in registry.task_types.items()
+        for tier, names in by_tier.items()
+    ]
+    for rule, names in rules:
+        shown = [f"[green]{n}[/]" if n in callable_models else f"[dim]{n}[/]" for n in names]
+        console.print(f"  {rule}: " + ", ".join(shown))
     if not any(row["credentials"] for row in rows):
         console.print(
             "No provider is configured: set an API key (OPENAI_API_KEY, ANTHROPIC_API_KEY, "

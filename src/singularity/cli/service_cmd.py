@@ -14,6 +14,8 @@ from singularity.cli.common import console, err_console, load
 from singularity.cli.db_cmd import print_report
 from singularity.config import Settings
 from singularity.database import open_cluster
+from singularity.nexus.service import ui_address
+from singularity.nexus.token import ui_token
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.topology import Database
 from singularity.service_context import Service, ServiceContext, run_services
@@ -80,8 +82,13 @@ def _welcome(settings: Settings, cluster: Cluster, services: list[Service]) -> P
         f"[bold]services[/]   {', '.join(s.name for s in services)}",
         f"[bold]home[/]       {settings.singularity_home}",
         "",
+        f"[bold]web UI[/]     [cyan]{ui_address(settings)}/?token={ui_token(settings)}[/]",
+        "            (the address signs the browser in; `singularity nexus token` prints it)",
+        "",
         'psql:   [cyan]psql "$(singularity db url nexus)"[/]',
         "queues: [cyan]singularity queue metrics[/]",
+        'ask:    [cyan]singularity nexus ask "Explain pgmq in one line"[/]',
+        "review: [cyan]singularity hitl list[/]",
         "Press [bold]Ctrl-C[/] to stop.",
     ]
     return Panel("\n".join(lines), title="Singularity is running", expand=False)

@@ -355,7 +355,7 @@ class MockOpenAI:
         deadline = time.monotonic() + timeout_s
         while not server.started:
             if not self._thread.is_alive():
-                self._thread = None
+                self._thread = self._server = None
                 raise RuntimeError(f"the mock OpenAI server did not start: {self._failure!r}")
             if time.monotonic() > deadline:
                 self.stop()
@@ -615,7 +615,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         delay_s=args.delay_ms / 1000,
         embedding_dimensions=args.embedding_dimensions,
     )
-    server.serve_forever()
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it handled
+        server.serve_forever()
 
 
 if __name__ == "__main__":
