@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     nexus_llm_concurrency: int = Field(64, ge=1, le=4096)
 
     # Nexus: the human-in-the-loop web UI.
+    nexus_web: bool = True
     nexus_host: str = "127.0.0.1"
     nexus_ui_token: SecretStr | None = None
     nexus_public_url: str | None = None

@@ -6,9 +6,11 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,8 @@ import pytest
 
 from conftest import embedded_only
 from helpers import singularity
+from singularity.config import load_settings
+from singularity.nexus.token import ui_token
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection, connection
 from singularity.postgres.migrations import head_revision
@@ -180,14 +184,22 @@ def test_db_init_twice_and_status(cluster: Cluster, vector_available: bool) -> N
     assert f"nexus: up to date (head {head_revision(Database.NEXUS)})" in migrated.stdout
 
 
-def _start(*args: str) -> subprocess.Popen[str]:
+def _start(*args: str, port: int | None = None) -> subprocess.Popen[str]:
+    env = os.environ.copy()
+    env["PORT"] = str(port or _free_port())  # the web UI of a Nexus in `up` or `run nexus`
     return subprocess.Popen(
         [sys.executable, "-m", "singularity", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=os.environ.copy(),
+        env=env,
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _wait_for(stream: object, text: str, seconds: float = 60) -> str:
@@ -206,16 +218,22 @@ def _wait_for(stream: object, text: str, seconds: float = 60) -> str:
 
 def test_up_runs_until_ctrl_c_and_stops_cleanly(cluster: Cluster, vector_available: bool) -> None:
     flags = [] if vector_available else ["--without-pgvector"]
-    up = _start("up", *flags)
+    port = _free_port()
+    up = _start("up", *flags, port=port)
     banner = _wait_for(up.stdout, "Press Ctrl-C to stop")
     assert "Singularity is running" in banner
-    assert "centralcloud" in banner
-    _wait_for(up.stderr, "centralcloud_started")
+    assert "centralcloud, nexus" in banner
+    token = ui_token(load_settings(_env_file=None))
+    assert f"http://127.0.0.1:{port}/?token={token}" in banner
+    _wait_for(up.stderr, "nexus_started")
+    health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10)
+    assert json.load(health)["status"] == "ok"
     up.send_signal(signal.SIGINT)
     out, err = up.communicate(timeout=30)
     assert up.returncode == 0, err
     assert "stopped" in out
-    assert "centralcloud_stopped" in err and "Traceback" not in err
+    assert "centralcloud_stopped" in err and "nexus_stopped" in err
+    assert "Traceback" not in err
 
 
 def test_run_serves_one_service_until_sigterm(cluster: Cluster) -> None:
@@ -234,4 +252,19 @@ def test_running_a_service_before_db_init_names_the_fix(tmp_path: Path) -> None:
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ")
     assert last.endswith("run `singularity db init` first)")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_busy_web_port_is_one_clear_line(cluster: Cluster) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = singularity("run", "nexus", env={"PORT": str(port)})
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"error: the web UI cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(another program uses it: set PORT to another port)"
+    )
     assert "Traceback" not in result.stderr

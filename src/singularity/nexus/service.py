@@ -76,8 +76,8 @@ class Nexus:
 
     name = "nexus"
 
-    def __init__(self, *, web: bool = True, port: int | None = None) -> None:
-        self.web = web
+    def __init__(self, *, web: bool | None = None, port: int | None = None) -> None:
+        self.web = web  # None: as NEXUS_WEB says
         self.port = port
         self.parts: NexusParts | None = None
         self.ready = asyncio.Event()
@@ -88,14 +88,12 @@ class Nexus:
         bus_endpoint = cluster.service(Role.NEXUS, Database.SHARED_QUEUE)
         await require_bus(bus_endpoint)
         router = Router(load_registry(settings), Providers(settings), settings)
+        serve_web = settings.nexus_web if self.web is None else self.web
+        access = Access(ui_token(settings)) if serve_web else None
+        port = settings.port if self.port is None else self.port
+        sock = bind(settings.nexus_host, port) if serve_web else None  # a taken port fails first
         # LiteLLM takes seconds to import: pay that before the first request, not during it.
         await asyncio.to_thread(load_litellm)
-        access = Access(ui_token(settings)) if self.web else None
-        sock = (
-            bind(settings.nexus_host, settings.port if self.port is None else self.port)
-            if self.web
-            else None
-        )
         concurrency = settings.nexus_llm_concurrency
         async with (
             open_bus(bus_endpoint, settings, name="nexus-bus", max_connections=16) as bus,
