@@ -163,7 +163,7 @@ def test_dead_letters_are_listed_and_redriven(cluster: Cluster, clean_jobs: None
     [message] = [json.loads(line) for line in read.stdout.splitlines()]
     assert message["message"]["id"] == "poison"
     assert message["read_ct"] == 0
-    assert "no dead letters" in singularity("queue", "dlq", "list").stdout
+    assert "no dead letters" in singularity("queue", "dlq", "list", "job_requests").stdout
 
 
 def test_db_init_twice_and_status(cluster: Cluster, vector_available: bool) -> None:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
+import psycopg
 import structlog
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -23,6 +24,7 @@ from singularity.config import Settings
 from singularity.errors import NotFound, SingularityError, UsageError
 from singularity.nexus.render import approval_view, question_view
 from singularity.nexus.sql import QUERIES
+from singularity.postgres.connect import describe_error
 from singularity.shared_queue import (
     ApprovalRequest,
     Delivery,
@@ -246,16 +248,28 @@ class Hitl:
                     )
                 ).fetchall()
             for row in rows:
-                await self._publish(kind, row)
-                published += 1
+                published += await self._publish(kind, row)
         if published:
             log.warning("answers_republished", count=published)
         return published
 
-    async def _publish(self, kind: Kind, row: dict[str, Any]) -> None:
-        await self._publisher.send(row["reply_to"], _answer(kind, row))
+    async def _publish(self, kind: Kind, row: dict[str, Any]) -> bool:
+        """Send the answer and mark it sent; False (logged) when the bus refused it: the
+        decision stands, and the sweeper tries again."""
+        try:
+            await self._publisher.send(row["reply_to"], _answer(kind, row))
+        except psycopg.Error as exc:
+            log.warning(
+                "answer_not_published",
+                kind=kind,
+                id=str(row["id"]),
+                reply_to=row["reply_to"],
+                error=describe_error(exc),
+            )
+            return False
         async with self._pool.connection() as conn:
             await conn.execute(QUERIES[_TABLES[kind].published], {"id": row["id"]})
+        return True
 
     # -- reading ----------------------------------------------------------------------------
 
