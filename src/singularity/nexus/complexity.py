@@ -38,15 +38,14 @@ TASK_TIERS: dict[str, Tier] = {
     **dict.fromkeys(("classifier", "parser", "simple_chat", "web_search"), Tier.SIMPLE),
 }
 
+# Matched on lower-cased text: a case-insensitive scan costs several times more.
 _COMPLEX_WORDS = re.compile(
     r"\b(architect\w*|refactor\w*|distributed|security|secure|concurren\w*|scalab\w*|"
-    r"migrat\w*|optimi[sz]\w*|design|vulnerab\w*|consisten\w*|performance)\b",
-    re.IGNORECASE,
+    r"migrat\w*|optimi[sz]\w*|design|vulnerab\w*|consisten\w*|performance)\b"
 )
 _MEDIUM_WORDS = re.compile(
     r"\b(create|implement|fix|bug|test\w*|api|function|class|endpoint|write|debug|"
-    r"explain|convert|parse)\b",
-    re.IGNORECASE,
+    r"explain|convert|parse)\b"
 )
 # Characters of conversation beyond which a request is at least medium, and complex.
 _MEDIUM_LENGTH = 2_000
@@ -75,17 +74,25 @@ def choose_tier(
 
 
 def score_messages(messages: Sequence[ChatMessage], task_type: str = "") -> TierChoice:
-    """The heuristic for an unknown task type: length and keywords of the conversation."""
+    """The heuristic for an unknown task type: length and keywords of the conversation.
+
+    Length decides first, so that a long conversation is never scanned; a shorter one is
+    scanned once per keyword list, lower-cased once.
+    """
     text = " ".join(_text(m) for m in messages)
     if task_type:
         text = f"{task_type.replace('_', ' ')} {text}"
     length = len(text)
-    complex_hits = {m.lower() for m in _COMPLEX_WORDS.findall(text)}
-    if len(complex_hits) >= _COMPLEX_HITS or length >= _COMPLEX_LENGTH:
-        why = _why(complex_hits, length, _COMPLEX_LENGTH)
-        return TierChoice(Tier.COMPLEX, f"heuristic: {why}")
-    medium_hits = {m.lower() for m in _MEDIUM_WORDS.findall(text)} | complex_hits
-    if len(medium_hits) >= _MEDIUM_HITS or length >= _MEDIUM_LENGTH:
+    if length >= _COMPLEX_LENGTH:
+        return TierChoice(Tier.COMPLEX, f"heuristic: {length} chars")
+    lowered = text.lower()
+    complex_hits = set(_COMPLEX_WORDS.findall(lowered))
+    if len(complex_hits) >= _COMPLEX_HITS:
+        return TierChoice(Tier.COMPLEX, f"heuristic: {_why(complex_hits, length, _COMPLEX_LENGTH)}")
+    if length >= _MEDIUM_LENGTH:
+        return TierChoice(Tier.MEDIUM, f"heuristic: {_why(complex_hits, length, _MEDIUM_LENGTH)}")
+    medium_hits = set(_MEDIUM_WORDS.findall(lowered)) | complex_hits
+    if len(medium_hits) >= _MEDIUM_HITS:
         return TierChoice(Tier.MEDIUM, f"heuristic: {_why(medium_hits, length, _MEDIUM_LENGTH)}")
     return TierChoice(Tier.SIMPLE, f"heuristic: short ({length} chars), no task keywords")
 

@@ -14,16 +14,20 @@ WHERE %(with_spend)s AND completed_at >= date_trunc('day', now() AT TIME ZONE 'U
 
 -- name: llm_record --
 -- Record a routed request; a request already recorded keeps its first answer (no row returned:
--- read it with llm_reply, in a new statement that sees the other's commit).
+-- read it with llm_reply, in a new statement that sees the other's commit). The commit does
+-- not wait for its WAL flush (synchronous_commit off for this statement's transaction): the
+-- answer is published afterwards in a durable commit, which on the same server flushes this
+-- record too; what a crash can lose is a record whose answer never went out, and that request
+-- comes back and is routed again.
 INSERT INTO llm_requests (
     request_id, msg_id, agent_id, task_type, tier, tier_reason, outcome, model, attempts,
     prompt_tokens, completion_tokens, cost_usd, provider_ms, overhead_ms, reply_to, reply,
     received_at
-) VALUES (
-    %(request_id)s, %(msg_id)s, %(agent_id)s, %(task_type)s, %(tier)s, %(tier_reason)s,
-    %(outcome)s, %(model)s, %(attempts)s, %(prompt_tokens)s, %(completion_tokens)s,
-    %(cost_usd)s, %(provider_ms)s, %(overhead_ms)s, %(reply_to)s, %(reply)s, %(received_at)s
 )
+SELECT %(request_id)s, %(msg_id)s, %(agent_id)s, %(task_type)s, %(tier)s, %(tier_reason)s,
+       %(outcome)s, %(model)s, %(attempts)s, %(prompt_tokens)s, %(completion_tokens)s,
+       %(cost_usd)s, %(provider_ms)s, %(overhead_ms)s, %(reply_to)s, %(reply)s, %(received_at)s
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
 ON CONFLICT (request_id) DO NOTHING
 RETURNING true AS inserted
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -94,6 +95,9 @@ class Nexus:
         sock = bind(settings.nexus_host, port) if serve_web else None  # a taken port fails first
         # LiteLLM takes seconds to import: pay that before the first request, not during it.
         await asyncio.to_thread(load_litellm)
+        # Its hundreds of thousands of long-lived objects would otherwise be walked by every
+        # full garbage collection, pausing the event loop for tens of milliseconds.
+        gc.freeze()
         concurrency = settings.nexus_llm_concurrency
         async with (
             open_bus(bus_endpoint, settings, name="nexus-bus", max_connections=16) as bus,
