@@ -18,6 +18,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
+from helpers import answer_queue
 from nexus_support import RunningNexus
 from singularity.bootstrap import bootstrap
 from singularity.config import Settings, load_settings
@@ -30,7 +31,6 @@ from singularity.postgres.connect import async_connection, connection, open_pool
 from singularity.postgres.endpoint import Endpoint
 from singularity.postgres.topology import Database, Role
 from singularity.shared_queue import ensure_queue
-from singularity.shared_queue.install import grant_publish
 from singularity.testing.openai_server import MockOpenAI
 
 TEST_DATABASE_URL = os.environ.get("SINGULARITY_TEST_DATABASE_URL")
@@ -234,14 +234,9 @@ async def nexus(
 
 @pytest.fixture
 async def reply_queue(cluster: Cluster) -> AsyncIterator[str]:
-    """A fresh queue that Nexus may answer on (as a Singularity instance's reply queue is)."""
-    name = f"test_replies_{uuid.uuid4().hex[:8]}"
-    async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
-        await ensure_queue(conn, name)
-        await grant_publish(conn, cluster.role_name(Role.NEXUS), name)
-    yield name
-    async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
-        await conn.execute("SELECT pgmq.drop_queue(%s)", (name,))
+    """A fresh queue that Nexus may answer on."""
+    async with answer_queue(cluster, Role.NEXUS, "test_replies") as name:
+        yield name
 
 
 @pytest.fixture

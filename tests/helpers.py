@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from singularity.shared_queue import Consumer, JobRequest
+from singularity.postgres.cluster import Cluster
+from singularity.postgres.connect import async_connection
+from singularity.postgres.topology import Database, Role
+from singularity.shared_queue import Consumer, JobRequest, ensure_queue
+from singularity.shared_queue.install import grant_publish
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
@@ -94,3 +99,17 @@ def singularity(
         cwd=cwd,
         timeout=120,
     )
+
+
+@contextlib.asynccontextmanager
+async def answer_queue(cluster: Cluster, role: Role, prefix: str) -> AsyncIterator[str]:
+    """A fresh queue that `role` may answer on (as a Singularity instance's reply queue is)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
+        await ensure_queue(conn, name)
+        await grant_publish(conn, cluster.role_name(role), name)
+    try:
+        yield name
+    finally:
+        async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
+            await conn.execute("SELECT pgmq.drop_queue(%s)", (name,))

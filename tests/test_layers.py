@@ -29,6 +29,12 @@ def test_public_api_names_exist(module: str) -> None:
 
 
 def test_unknown_services_are_named_with_the_choices() -> None:
-    with pytest.raises(UsageError, match="unknown service 'x'; choose one of: centralcloud, nexus"):
+    with pytest.raises(
+        UsageError, match="unknown service 'x'; choose one of: centralcloud, genesis, nexus"
+    ):
         resolve_services(["x"])
-    assert [s.name for s in resolve_services(list(SERVICES))] == ["centralcloud", "nexus"]
+    assert [s.name for s in resolve_services(list(SERVICES))] == [
+        "centralcloud",
+        "genesis",
+        "nexus",
+    ]

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     port: Port = 3000
     genesis_data_dir: Path | None = None
 
+    # Genesis: the sandbox.
+    genesis_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    genesis_unsafe_sandbox: bool = False
+
     # Provider keys: each enables that provider's models.
     anthropic_api_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None

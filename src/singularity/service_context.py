@@ -15,7 +15,7 @@ import structlog
 from singularity.config import Settings
 from singularity.postgres.cluster import Cluster
 
-__all__ = ["Service", "ServiceContext", "run_services"]
+__all__ = ["Service", "ServiceContext", "run_services", "run_tasks"]
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +49,18 @@ async def run_services(
         for task in done:
             if task.exception() is not None:
                 log.error("service_failed", service=tasks[task].name, error=str(task.exception()))
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_tasks(tasks: Sequence[asyncio.Task[None]], stop: asyncio.Event) -> None:
+    """Wait for a service's background tasks; if one fails, stop the others and re-raise."""
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
         stop.set()

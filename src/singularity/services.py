@@ -16,6 +16,12 @@ def _centralcloud() -> Service:
     return CentralCloud()
 
 
+def _genesis() -> Service:
+    from singularity.genesis.service import Genesis
+
+    return Genesis()
+
+
 def _nexus() -> Service:
     from singularity.nexus.service import Nexus
 
@@ -25,6 +31,7 @@ def _nexus() -> Service:
 # Later services register here; `up` runs all of them.
 SERVICES: dict[str, Callable[[], Service]] = {
     "centralcloud": _centralcloud,
+    "genesis": _genesis,
     "nexus": _nexus,
 }
 

@@ -1,4 +1,4 @@
-"""The eight message types: the design's fields suffice, ours are optional, errors are clear."""
+"""The message types: the design's fields suffice, ours are optional, errors are clear."""
 
 from __future__ import annotations
 
@@ -39,6 +39,14 @@ DESIGN_MESSAGES = {
     "question_responses": {"request_id": "r1", "response": "PostgreSQL"},
     "job_requests": {"id": "j1", "code": "print(1)", "language": "python"},
     "job_results": {"request_id": "j1", "output": "1\n", "error": None},
+    # The experiments' queues are ours; these are their required fields.
+    "experiment_requests": {
+        "id": "e1",
+        "repo": "/srv/repo",
+        "diff": "--- a/x\n+++ b/x\n",
+        "test_command": "make test",
+    },
+    "experiment_results": {"request_id": "e1", "status": "completed"},
 }
 
 

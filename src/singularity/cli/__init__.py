@@ -7,7 +7,7 @@ import sys
 import psycopg
 import typer
 
-from singularity.cli import config_cmd, db_cmd, nexus_cmd, queue_cmd, service_cmd
+from singularity.cli import config_cmd, db_cmd, genesis_cmd, nexus_cmd, queue_cmd, service_cmd
 from singularity.cli.common import err_console
 from singularity.errors import SingularityError
 from singularity.postgres.connect import describe_error
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(queue_cmd.app, name="queue")
+app.add_typer(genesis_cmd.app, name="genesis")
 app.add_typer(nexus_cmd.app, name="nexus")
 app.add_typer(nexus_cmd.hitl_app, name="hitl")
 app.command("up")(service_cmd.up)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -27,6 +28,10 @@ def load(*, service: bool = False) -> Settings:
     explicit = "SINGULARITY_LOG_LEVEL" in os.environ
     level = settings.singularity_log_level if (service or explicit) else "warning"
     configure_logging(level, settings.singularity_log_format)
+    if not service:
+        # The pool warns on every failed connection attempt; the command's one error line
+        # already says why it could not connect.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     return settings
 
 

@@ -14,6 +14,7 @@ from singularity.cli.common import console, err_console, load
 from singularity.cli.db_cmd import print_report
 from singularity.config import Settings
 from singularity.database import open_cluster
+from singularity.genesis.service import Genesis
 from singularity.nexus.service import ui_address
 from singularity.nexus.token import ui_token
 from singularity.postgres.cluster import Cluster
@@ -31,6 +32,9 @@ def up(
     """Set up everything and run every service in this process, until Ctrl-C."""
     settings = load(service=True)
     services = resolve_services(list(SERVICES))
+    for service in services:
+        if isinstance(service, Genesis):
+            service.required = False  # without a sandbox, the rest of the platform still runs
     with open_cluster(settings) as cluster:
         with err_console.status("bootstrapping") as status:
             report = asyncio.run(
@@ -89,6 +93,7 @@ def _welcome(settings: Settings, cluster: Cluster, services: list[Service]) -> P
         "queues: [cyan]singularity queue metrics[/]",
         'ask:    [cyan]singularity nexus ask "Explain pgmq in one line"[/]',
         "review: [cyan]singularity hitl list[/]",
+        "code:   [cyan]singularity genesis check[/]",
         "Press [bold]Ctrl-C[/] to stop.",
     ]
     return Panel("\n".join(lines), title="Singularity is running", expand=False)

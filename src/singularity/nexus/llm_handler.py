@@ -95,16 +95,9 @@ class LlmHandler:
 
     async def on_invalid(self, body: Any, reason: str) -> Sequence[Reply]:
         """An unreadable request is dead-lettered; its asker still hears why, when it can."""
-        if not isinstance(body, dict):
-            return ()
-        request_id = body.get("request_id") or body.get("id")
-        reply_to = body.get("reply_to") or DEFAULT_REPLY_TO
-        if not isinstance(request_id, str | int) or not isinstance(reply_to, str):
-            return ()
-        if await self._targets.problem(reply_to) is not None:
-            return ()
-        error = {"code": ErrorCode.VALIDATION_ERROR, "message": reason}
-        return [Reply(reply_to, {"request_id": str(request_id), "error": error})]
+        return await self._targets.answer_invalid(
+            body, DEFAULT_REPLY_TO, lambda rid: _invalid(rid, reason)
+        )
 
     # -- budget ----------------------------------------------------------------------------
 
@@ -169,6 +162,13 @@ class LlmHandler:
             stored = await (await conn.execute(QUERIES["llm_reply"], params)).fetchone()
         assert stored is not None
         return dict(json.loads(stored[0]))
+
+
+def _invalid(request_id: str, reason: str) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "error": {"code": ErrorCode.VALIDATION_ERROR, "message": reason},
+    }
 
 
 def _result(request_id: str, routed: Routed, overhead_ms: float) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from singularity.nexus.web.server import WebServer, bind
 from singularity.postgres.connect import describe_error, open_pool
 from singularity.postgres.endpoint import Endpoint
 from singularity.postgres.topology import Database, Role
-from singularity.service_context import ServiceContext
+from singularity.service_context import ServiceContext, run_tasks
 from singularity.shared_queue import (
     ApprovalRequest,
     Bus,
@@ -152,7 +152,7 @@ class Nexus:
             )
             self.ready.set()
             try:
-                await _until_first_failure(tasks, stop)
+                await run_tasks(tasks, stop)
             finally:
                 self.parts = None
         log.info("nexus_stopped")
@@ -184,15 +184,3 @@ async def _pool(endpoint: Endpoint, concurrency: int) -> AsyncIterator[AsyncConn
         yield pool
     finally:
         await pool.close()
-
-
-async def _until_first_failure(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
-    """Wait for every task; if one fails, stop the others and re-raise its error."""
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -12,6 +12,8 @@ from singularity.shared_queue.messages import (
     ApprovalRequest,
     ApprovalResponse,
     BusMessage,
+    ExperimentRequest,
+    ExperimentResult,
     JobRequest,
     JobResult,
     LlmRequest,
@@ -49,6 +51,8 @@ QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec("question_responses", Role.NEXUS, Role.SINGULARITY, QuestionResponse),
     QueueSpec("job_requests", Role.SINGULARITY, Role.GENESIS, JobRequest),
     QueueSpec("job_results", Role.GENESIS, Role.SINGULARITY, JobResult),
+    QueueSpec("experiment_requests", Role.SINGULARITY, Role.GENESIS, ExperimentRequest),
+    QueueSpec("experiment_results", Role.GENESIS, Role.SINGULARITY, ExperimentResult),
 )
 
 _BY_NAME = {spec.name: spec for spec in QUEUES}

@@ -1,4 +1,4 @@
-"""The eight message types of the bus.
+"""The message types of the bus: the design's eight, and the experiments' two.
 
 Each model requires the fields of the design documents that carry a value, so that a message
 sent by any pgmq client with only those fields is valid; the design's nullable fields
@@ -21,6 +21,8 @@ __all__ = [
     "BusMessage",
     "ChatMessage",
     "ErrorInfo",
+    "ExperimentRequest",
+    "ExperimentResult",
     "JobRequest",
     "JobResult",
     "LlmRequest",
@@ -172,11 +174,22 @@ class QuestionResponse(Result):
 
 
 class JobRequest(Request):
-    """`job_requests`: code for Genesis to run."""
+    """`job_requests`: code for Genesis to run.
+
+    `mode` is check, lint, run (the default: check first) or test; `files` are extra files
+    beside the code, by relative path; `limits` may lower or raise Genesis's defaults up to its
+    hard maxima (cpu_s, memory_mb, wall_s, processes, file_size_mb, open_files, output_bytes,
+    disk_mb).
+    """
 
     id: NonEmpty
     code: str
     language: NonEmpty
+    mode: Literal["check", "lint", "run", "test"] | None = None
+    stdin: str | None = None
+    args: list[str] | None = None
+    files: dict[str, str] | None = None
+    limits: dict[str, Any] | None = None
 
 
 class JobResult(Result):
@@ -185,3 +198,35 @@ class JobResult(Result):
     output: str
     error: str | None = None
     status: str | None = None
+    exit_code: int | None = None
+    wall_ms: float | None = None
+    cpu_ms: float | None = None
+    max_rss_kb: int | None = None
+    truncated: bool | None = None
+
+
+class ExperimentRequest(Request):
+    """`experiment_requests`: try a diff on a copy of a repository, against its tests.
+
+    `repo` is a path on the Genesis host (a shared checkout); the repository itself is never
+    changed by an experiment.
+    """
+
+    id: NonEmpty
+    repo: NonEmpty
+    diff: str
+    test_command: NonEmpty
+    llm_reduction: float | None = Field(None, ge=0, le=1)
+    junit_path: str | None = None
+    limits: dict[str, Any] | None = None
+
+
+class ExperimentResult(Result):
+    """`experiment_results`: the measurements and the recommendation, or an error."""
+
+    status: NonEmpty
+    recommendation: Literal["merge", "merge_with_adaptations", "rollback"] | None = None
+    success_rate: float | None = None
+    regression: float | None = None
+    experiment_id: str | None = None
+    error: str | None = None

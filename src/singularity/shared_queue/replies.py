@@ -8,10 +8,12 @@ reason) before its handler spends anything on it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from singularity.shared_queue.delivery import PermanentFailure
+from singularity.shared_queue.delivery import PermanentFailure, Reply
 from singularity.shared_queue.messages import validate_queue_name
 from singularity.shared_queue.sql import QUERIES
 
@@ -56,6 +58,21 @@ class ReplyTargets:
         problem = await self.problem(queue)
         if problem is not None:
             raise PermanentFailure(problem)
+
+    async def answer_invalid(
+        self, body: Any, default_reply_to: str, answer: Callable[[str], dict[str, Any]]
+    ) -> list[Reply]:
+        """For a message that failed validation: `answer(request_id)` to its asker, when the
+        body names one (request_id or id) and its reply queue can take it; else nothing."""
+        if not isinstance(body, dict):
+            return []
+        request_id = body.get("request_id") or body.get("id")
+        reply_to = body.get("reply_to") or default_reply_to
+        if not isinstance(request_id, str | int) or not isinstance(reply_to, str):
+            return []
+        if await self.problem(reply_to) is not None:
+            return []
+        return [Reply(reply_to, answer(str(request_id)))]
 
     def _refuse(self, queue: str, reason: str) -> str:
         self._refused[queue] = (time.monotonic(), reason)

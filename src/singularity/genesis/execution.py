@@ -1,0 +1,237 @@
+"""A job's steps in the sandbox, and the one status the job ends with.
+
+Modes: `check` runs the language's checker; `lint` the checker, then the linter; `run` the
+checker (when the language has one), then the program; `test` the checker, then the test
+command over all the job's files. Each step is a sandbox of its own with the job's limits
+(and the language's address-space allowance). The first step that does not end OK ends the
+job; the job's figures (exit code, times, memory) are those of that last step.
+
+Statuses: a failing checker is COMPILE_ERROR with its message in `error`. Lint findings are
+COMPILE_ERROR too (the code is not acceptable as written), the findings in `error` and in
+`output`. Then, for any step: the wall clock or the CPU limit running out is TIMEOUT; a stream
+past its cap, or a file past the file-size limit (SIGXFSZ), is OUTPUT_LIMIT; running out of
+memory (the runtime says so on stderr, or a SIGKILL/SIGSEGV/SIGABRT/SIGBUS with the tree's
+resident memory near the limit) is MEMORY_LIMIT; another signal is SIGNALED; a non-zero exit
+is RUNTIME_ERROR. An unknown language, a missing toolchain or a mode the language does not have
+is UNSUPPORTED (the message says what to install); a sandbox that cannot be set up is INTERNAL.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from singularity.genesis.languages import LANGUAGES, Language, language
+from singularity.genesis.limits import DEFAULT_LIMITS, Limits
+from singularity.genesis.sandbox import RunResult, Sandbox, SandboxUnavailable
+
+__all__ = ["Execution", "JobSpec", "Mode", "Status", "classify", "execute"]
+
+_MEMORY_SIGNALS = (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS)
+_NEAR_LIMIT = 0.9  # of memory_mb: a resident size this close to the limit is running out
+_TAIL = 16384  # bytes of stderr searched for signs of memory running out
+
+
+class Mode(StrEnum):
+    """What a job asks for."""
+
+    CHECK = "check"
+    LINT = "lint"
+    RUN = "run"
+    TEST = "test"
+
+
+class Status(StrEnum):
+    """How a job ended."""
+
+    OK = "OK"
+    COMPILE_ERROR = "COMPILE_ERROR"
+    RUNTIME_ERROR = "RUNTIME_ERROR"
+    TIMEOUT = "TIMEOUT"
+    MEMORY_LIMIT = "MEMORY_LIMIT"
+    OUTPUT_LIMIT = "OUTPUT_LIMIT"
+    SIGNALED = "SIGNALED"
+    UNSUPPORTED = "UNSUPPORTED"
+    INTERNAL = "INTERNAL"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job: code in a language, what to do with it, and its limits."""
+
+    language: str
+    code: str
+    mode: Mode = Mode.RUN
+    stdin: str | None = None
+    args: tuple[str, ...] = ()
+    files: Mapping[str, str] = field(default_factory=dict)
+    limits: Limits = DEFAULT_LIMITS
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a job ended, with the output and figures of its last step."""
+
+    status: Status
+    output: str
+    error: str | None
+    exit_code: int | None
+    wall_ms: float
+    cpu_ms: float
+    max_rss_kb: int
+    truncated: bool
+    steps: tuple[str, ...]
+
+
+async def execute(spec: JobSpec, sandbox: Sandbox) -> Execution:
+    """Run the job's steps in the sandbox; never raises for what the job's code does."""
+    mode = Mode(spec.mode)
+    found = language(spec.language)
+    if found is None:
+        known = ", ".join(sorted(LANGUAGES))
+        return _refused(f"unknown language {spec.language!r}; supported: {known}")
+    reason = found.missing(mode) or _mode_missing(found, mode)
+    if reason is None and found.source in spec.files:
+        reason = f"files may not replace {found.source}, which holds the code"
+    if reason is not None:
+        return _refused(reason)
+    return await _steps(spec, found, mode, sandbox)
+
+
+def _mode_missing(lang: Language, mode: Mode) -> str | None:
+    if getattr(lang, mode.value) is None:
+        return f"{lang.name} has no {mode.value} step"
+    return None
+
+
+def _plan(lang: Language, mode: Mode) -> list[str]:
+    """The steps of `mode`: the checker first (unless it is the whole job), then the mode's."""
+    if mode is Mode.CHECK:
+        return ["check"]
+    return ["check", mode.value] if lang.check is not None else [mode.value]
+
+
+async def _steps(spec: JobSpec, lang: Language, mode: Mode, sandbox: Sandbox) -> Execution:
+    files = {**spec.files, lang.source: spec.code}
+    limits = replace(spec.limits, memory_mb=spec.limits.memory_mb + lang.address_space_mb)
+    plan = _plan(lang, mode)
+    ran: list[str] = []
+    for step in plan:
+        argv = lang.command(step, memory_mb=spec.limits.memory_mb, args=spec.args)
+        assert argv is not None  # _mode_missing refused modes without a command
+        stdin = spec.stdin.encode() if spec.stdin is not None and step == "run" else None
+        try:
+            result = await sandbox.run(
+                argv, limits=limits, files=files, stdin=stdin, binds=lang.binds(step)
+            )
+        except (SandboxUnavailable, OSError) as exc:
+            return _refused(f"the sandbox failed: {exc}", Status.INTERNAL, tuple(ran))
+        except ValueError as exc:
+            return _refused(f"the job cannot be run: {exc}", steps=tuple(ran))
+        ran.append(step)
+        status = _step_status(step, classify(result, lang, spec.limits))
+        if status is not Status.OK or step == plan[-1]:
+            return _ended(status, step, result, spec.limits, tuple(ran))
+    raise AssertionError("a plan has at least one step")
+
+
+def _step_status(step: str, status: Status) -> Status:
+    """A checker or linter that fails on its own (no limit hit) rejects the code."""
+    if step in ("check", "lint") and status is Status.RUNTIME_ERROR:
+        return Status.COMPILE_ERROR
+    return status
+
+
+def classify(
+    result: RunResult, lang: Language | None = None, limits: Limits = DEFAULT_LIMITS
+) -> Status:
+    """The status of one sandboxed step."""
+    if result.timed_out or result.cpu_exceeded:
+        return Status.TIMEOUT
+    if result.output_limited or result.signal == signal.SIGXFSZ:
+        return Status.OUTPUT_LIMIT
+    if result.exit_code == 0:
+        return Status.OK
+    if _out_of_memory(result, lang, limits):
+        return Status.MEMORY_LIMIT
+    if result.signal is not None:
+        return Status.SIGNALED
+    return Status.RUNTIME_ERROR
+
+
+def _out_of_memory(result: RunResult, lang: Language | None, limits: Limits) -> bool:
+    tail = result.stderr[-_TAIL:].decode(errors="replace")
+    signs = lang.all_signs if lang is not None else ("MemoryError", "Cannot allocate memory")
+    if any(sign in tail for sign in signs):
+        return True
+    near = result.max_rss_kb >= _NEAR_LIMIT * limits.memory_mb * 1024
+    return result.signal in _MEMORY_SIGNALS and near
+
+
+def _ended(
+    status: Status, step: str, result: RunResult, limits: Limits, steps: tuple[str, ...]
+) -> Execution:
+    output = result.stdout.decode(errors="replace")
+    error = result.stderr.decode(errors="replace")
+    if step == "lint" and status is Status.COMPILE_ERROR:
+        error = output + error  # ruff reports its findings on stdout
+    note = _note(status, result, limits)
+    if error and status in (Status.RUNTIME_ERROR, Status.COMPILE_ERROR):
+        note = ""  # the program's (or the checker's) own message says it
+    if note:
+        error = f"{error}\n{note}" if error and not error.endswith("\n") else error + note
+    return Execution(
+        status=status,
+        output=output,
+        error=error or None,
+        exit_code=result.exit_code,
+        wall_ms=result.wall_ms,
+        cpu_ms=result.cpu_ms,
+        max_rss_kb=result.max_rss_kb,
+        truncated=result.stdout_truncated or result.stderr_truncated,
+        steps=steps,
+    )
+
+
+def _note(status: Status, result: RunResult, limits: Limits) -> str:
+    """One line on the limit a step hit (or how it ended), for `error`."""
+    if status is Status.TIMEOUT:
+        if result.timed_out:
+            return f"timed out: the wall-clock limit of {limits.wall_s:g} s ran out"
+        return f"timed out: the CPU limit of {limits.cpu_s:g} s ran out"
+    if status is Status.OUTPUT_LIMIT:
+        if result.output_limited:
+            return f"stopped: output went past {limits.output_bytes} bytes on a stream"
+        return f"stopped: a file went past the {limits.file_size_mb} MB file-size limit"
+    if status is Status.MEMORY_LIMIT:
+        return f"out of memory: the limit is {limits.memory_mb} MB"
+    if status is Status.SIGNALED and result.signal is not None:
+        return f"killed by {_signal_name(result.signal)}"
+    if status in (Status.RUNTIME_ERROR, Status.COMPILE_ERROR):
+        return f"exited with code {result.exit_code}"
+    return ""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _refused(
+    message: str, status: Status = Status.UNSUPPORTED, steps: tuple[str, ...] = ()
+) -> Execution:
+    return Execution(
+        status=status,
+        output="",
+        error=message,
+        exit_code=None,
+        wall_ms=0.0,
+        cpu_ms=0.0,
+        max_rss_kb=0,
+        truncated=False,
+        steps=steps,
+    )

@@ -1,0 +1,151 @@
+"""The `job_requests` consumer: run each job once in the sandbox, record it, answer `reply_to`.
+
+Exactly one effect: the answer is recorded in the genesis database before it is published, and
+a request whose answer is recorded (a redelivery, or the same id sent twice) is answered from
+the record without running the code again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from singularity.genesis.execution import Execution, JobSpec, Mode, Status, execute
+from singularity.genesis.limits import Limits, limits_from_request
+from singularity.genesis.sandbox import Sandbox
+from singularity.genesis.store import ExecutionRecord, GenesisStore, StepRecord
+from singularity.shared_queue import Delivery, JobRequest, PermanentFailure, Reply, ReplyTargets
+
+__all__ = ["DEFAULT_REPLY_TO", "JobHandler", "job_result", "job_spec"]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_REPLY_TO = "job_results"
+
+
+def job_spec(request: JobRequest, defaults: Limits) -> JobSpec:
+    """The job a request asks for; ValueError (one line) for limits it may not have."""
+    return JobSpec(
+        language=request.language,
+        code=request.code,
+        mode=Mode(request.mode or "run"),
+        stdin=request.stdin,
+        args=tuple(request.args or ()),
+        files=dict(request.files or {}),
+        limits=limits_from_request(request.limits, defaults=defaults),
+    )
+
+
+def job_result(request_id: str, execution: Execution) -> dict[str, Any]:
+    """The `job_results` message of one execution."""
+    return {
+        "request_id": request_id,
+        "output": execution.output,
+        "error": execution.error,
+        "status": execution.status.value,
+        "exit_code": execution.exit_code,
+        "wall_ms": round(execution.wall_ms, 3),
+        "cpu_ms": round(execution.cpu_ms, 3),
+        "max_rss_kb": execution.max_rss_kb,
+        "truncated": execution.truncated,
+    }
+
+
+def refusal(request_id: str, reason: str) -> dict[str, Any]:
+    """The answer to a request Genesis cannot serve as asked."""
+    return {
+        "request_id": request_id,
+        "output": "",
+        "error": reason,
+        "status": Status.UNSUPPORTED.value,
+    }
+
+
+class JobHandler:
+    """Handles deliveries of `job_requests` for one Genesis process."""
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        store: GenesisStore,
+        targets: ReplyTargets,
+        defaults: Limits,
+        *,
+        unsafe: bool,
+    ) -> None:
+        self._sandbox = sandbox
+        self._store = store
+        self._targets = targets
+        self._defaults = defaults
+        self._unsafe = unsafe
+
+    async def __call__(self, delivery: Delivery[JobRequest]) -> Reply:
+        request = delivery.message
+        request_id = delivery.request_id
+        reply_to = request.reply_to or DEFAULT_REPLY_TO
+        await self._targets.require(reply_to)
+        recorded = await self._store.job_reply(request_id)
+        if recorded is not None:
+            log.info("job_answered_again", request_id=request_id, msg_id=delivery.msg_id)
+            return Reply(*recorded)
+        try:
+            spec = job_spec(request, self._defaults)
+        except ValueError as exc:
+            reason = f"limits: {exc}"
+            replies = [Reply(reply_to, refusal(request_id, reason))]
+            raise PermanentFailure(reason, replies=replies) from None
+        execution = await execute(spec, self._sandbox)
+        record = ExecutionRecord(
+            request_id=request_id,
+            msg_id=delivery.msg_id,
+            agent_id=request.agent_id,
+            language=spec.language,
+            mode=spec.mode.value,
+            reply_to=reply_to,
+            reply=job_result(request_id, execution),
+            code_bytes=len(request.code.encode()),
+            received_at=delivery.enqueued_at,
+            unsafe=self._unsafe,
+        )
+        target, reply = await self._store.record_execution(record, _steps(execution))
+        _log(request_id, spec, execution)
+        return Reply(target, reply)
+
+    async def on_invalid(self, body: Any, reason: str) -> Sequence[Reply]:
+        """An unreadable request is dead-lettered; its asker still hears why, when it can."""
+        return await self._targets.answer_invalid(
+            body, DEFAULT_REPLY_TO, lambda rid: refusal(rid, reason)
+        )
+
+
+def _steps(execution: Execution) -> list[StepRecord]:
+    """One history row per step; the figures are those of the step that ended the job."""
+    last = len(execution.steps) - 1
+    return [
+        StepRecord(
+            step=step,
+            status=execution.status.value if index == last else Status.OK.value,
+            exit_code=execution.exit_code if index == last else 0,
+            wall_ms=execution.wall_ms if index == last else None,
+            cpu_ms=execution.cpu_ms if index == last else None,
+            max_rss_kb=execution.max_rss_kb if index == last else None,
+        )
+        for index, step in enumerate(execution.steps)
+    ]
+
+
+def _log(request_id: str, spec: JobSpec, execution: Execution) -> None:
+    event = "job_done" if execution.status is Status.OK else "job_failed"
+    log.info(
+        event,
+        request_id=request_id,
+        language=spec.language,
+        mode=spec.mode.value,
+        status=execution.status.value,
+        exit_code=execution.exit_code,
+        wall_ms=round(execution.wall_ms, 1),
+        cpu_ms=round(execution.cpu_ms, 1),
+        steps=",".join(execution.steps),
+    )

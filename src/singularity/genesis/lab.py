@@ -1,0 +1,160 @@
+"""Conducting an experiment and keeping its record: what the consumer and the CLI share.
+
+An experiment never changes the repository: it runs on a copy. `apply` puts a recorded
+experiment's diff into the repository itself, keeping the baseline first; `rollback` restores
+that baseline. Both are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from singularity.errors import UsageError
+from singularity.genesis import experiment as experiments
+from singularity.genesis.limits import Limits
+from singularity.genesis.sandbox import Sandbox
+from singularity.genesis.store import ExperimentRecord, GenesisStore, StepRecord
+
+__all__ = ["Lab", "Trial"]
+
+log = structlog.get_logger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What an experiment is asked to try."""
+
+    id: str
+    repo: Path
+    diff: str
+    test_command: str
+    limits: Limits
+    llm_reduction: float = 0.0
+    junit_path: str | None = None
+    agent_id: str | None = None
+
+
+class Lab:
+    """Runs experiments in workspaces under one directory and records them."""
+
+    def __init__(
+        self, sandbox: Sandbox, store: GenesisStore, workspaces: Path, *, unsafe: bool
+    ) -> None:
+        self._sandbox = sandbox
+        self.store = store
+        self._workspaces = workspaces
+        self._unsafe = unsafe
+
+    async def conduct(
+        self,
+        trial: Trial,
+        *,
+        reply_to: str | None = None,
+        reply: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Run the experiment and record it; returns its outcome (as a dict)."""
+        if not trial.repo.is_dir():
+            raise UsageError(f"repository {str(trial.repo)!r} is not a directory on this host")
+        self._workspaces.mkdir(parents=True, exist_ok=True)
+        outcome = await experiments.run_experiment(
+            trial.repo,
+            trial.diff,
+            trial.test_command,
+            sandbox=self._sandbox,
+            limits=trial.limits,
+            workspace_root=self._workspaces,
+            llm_reduction=trial.llm_reduction,
+            junit_path=trial.junit_path,
+            progress=progress,
+        )
+        found = outcome.to_dict()
+        record = ExperimentRecord(
+            id=trial.id,
+            agent_id=trial.agent_id,
+            repo=str(trial.repo.resolve()),
+            diff=trial.diff,
+            test_command=trial.test_command,
+            llm_reduction=trial.llm_reduction,
+            outcome=found,
+            reply_to=reply_to,
+            reply=reply(found) if reply is not None else None,
+        )
+        await self.store.record_experiment(
+            record, _metrics(found), _steps(found), unsafe=self._unsafe
+        )
+        log.info(
+            "experiment_done",
+            experiment_id=trial.id,
+            status=found.get("status"),
+            recommendation=found.get("recommendation"),
+            success_rate=found.get("success_rate"),
+            regression=found.get("regression"),
+        )
+        return found
+
+    async def apply(self, experiment_id: str) -> list[str]:
+        """Apply a recorded experiment's diff to its repository; returns the files touched."""
+        found = await self.store.experiment(experiment_id)
+        if found["applied_at"] is not None and found["rolled_back_at"] is None:
+            raise UsageError(f"experiment {experiment_id!r} is applied already")
+        repo = Path(found["repo"])
+        baseline = await asyncio.to_thread(experiments.apply_to_repository, repo, found["diff"])
+        await self.store.mark_applied(experiment_id, baseline.to_dict())
+        log.info("experiment_applied", experiment_id=experiment_id, repo=str(repo))
+        return list(baseline.paths)
+
+    async def rollback(self, experiment_id: str, reason: str) -> list[str]:
+        """Restore the baseline recorded when the experiment was applied."""
+        found = await self.store.experiment(experiment_id)
+        if found["baseline"] is None or found["applied_at"] is None:
+            raise UsageError(
+                f"experiment {experiment_id!r} was never applied: nothing to roll back"
+            )
+        if found["rolled_back_at"] is not None:
+            raise UsageError(f"experiment {experiment_id!r} is rolled back already")
+        baseline = experiments.Baseline.from_dict(found["baseline"])
+        restored = await asyncio.to_thread(experiments.rollback, Path(found["repo"]), baseline)
+        await self.store.record_rollback(experiment_id, reason, list(restored))
+        log.info("experiment_rolled_back", experiment_id=experiment_id, files=len(restored))
+        return list(restored)
+
+
+def _metrics(outcome: dict[str, Any]) -> dict[str, float]:
+    """The outcome's figures by name, for `experiment_metrics`."""
+    figures: dict[str, float] = {}
+    for name in ("success_rate", "regression", "llm_reduction"):
+        if isinstance(outcome.get(name), int | float):
+            figures[name] = float(outcome[name])
+    for phase in ("baseline", "candidate"):
+        run = outcome.get(phase) or {}
+        for name, value in run.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                figures[f"{phase}_{name}"] = float(value)
+    return figures
+
+
+def _steps(outcome: dict[str, Any]) -> list[StepRecord]:
+    steps = []
+    for phase in ("baseline", "candidate"):
+        run = outcome.get(phase)
+        if run:
+            steps.append(
+                StepRecord(
+                    step=phase,
+                    status="OK" if run.get("exit_code") == 0 else "FAILED",
+                    exit_code=run.get("exit_code"),
+                    wall_ms=run.get("wall_ms"),
+                    cpu_ms=run.get("cpu_ms"),
+                    max_rss_kb=run.get("max_rss_kb"),
+                )
+            )
+    return steps

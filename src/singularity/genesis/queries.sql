@@ -1,0 +1,96 @@
+-- The SQL of Genesis, against its own database.
+
+-- ------------------------------------------------------------------------------ executions
+
+-- name: execution_reply --
+-- The recorded answer of a job request, if it has run already.
+SELECT reply::text AS reply, reply_to FROM executions WHERE request_id = %(request_id)s
+
+-- name: execution_record --
+-- Record a job; a request recorded already keeps its first answer (no row returned).
+INSERT INTO executions (
+    request_id, msg_id, agent_id, language, mode, status, exit_code, wall_ms, cpu_ms,
+    max_rss_kb, code_bytes, output_bytes, error_bytes, truncated, unsafe, reply_to, reply,
+    received_at
+) VALUES (
+    %(request_id)s, %(msg_id)s, %(agent_id)s, %(language)s, %(mode)s, %(status)s,
+    %(exit_code)s, %(wall_ms)s, %(cpu_ms)s, %(max_rss_kb)s, %(code_bytes)s, %(output_bytes)s,
+    %(error_bytes)s, %(truncated)s, %(unsafe)s, %(reply_to)s, %(reply)s, %(received_at)s
+)
+ON CONFLICT (request_id) DO NOTHING
+RETURNING true AS inserted
+
+-- name: execution_history --
+SELECT request_id, agent_id, language, mode, status, exit_code, wall_ms, cpu_ms, max_rss_kb,
+       code_bytes, output_bytes, truncated, unsafe, received_at, completed_at
+FROM executions
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY completed_at DESC
+LIMIT %(limit)s
+
+-- name: sandbox_step_for_execution --
+INSERT INTO sandbox_history (execution_id, step, status, exit_code, wall_ms, cpu_ms,
+                             max_rss_kb, unsafe)
+VALUES (%(owner)s, %(step)s, %(status)s, %(exit_code)s, %(wall_ms)s, %(cpu_ms)s,
+        %(max_rss_kb)s, %(unsafe)s)
+
+-- name: sandbox_step_for_experiment --
+INSERT INTO sandbox_history (experiment_id, step, status, exit_code, wall_ms, cpu_ms,
+                             max_rss_kb, unsafe)
+VALUES (%(owner)s, %(step)s, %(status)s, %(exit_code)s, %(wall_ms)s, %(cpu_ms)s,
+        %(max_rss_kb)s, %(unsafe)s)
+
+-- ----------------------------------------------------------------------------- experiments
+
+-- name: experiment_reply --
+SELECT reply::text AS reply, reply_to FROM experiments WHERE id = %(id)s AND reply IS NOT NULL
+
+-- name: experiment_record --
+-- Record an experiment; one recorded already keeps its first outcome (no row returned).
+INSERT INTO experiments (
+    id, agent_id, repo, diff, test_command, status, recommendation, rule, success_rate,
+    regression, llm_reduction, outcome, error, reply_to, reply
+) VALUES (
+    %(id)s, %(agent_id)s, %(repo)s, %(diff)s, %(test_command)s, %(status)s,
+    %(recommendation)s, %(rule)s, %(success_rate)s, %(regression)s, %(llm_reduction)s,
+    %(outcome)s, %(error)s, %(reply_to)s, %(reply)s
+)
+ON CONFLICT (id) DO NOTHING
+RETURNING true AS inserted
+
+-- name: experiment_metric --
+INSERT INTO experiment_metrics (experiment_id, name, value)
+VALUES (%(experiment_id)s, %(name)s, %(value)s)
+ON CONFLICT (experiment_id, name) DO UPDATE SET value = EXCLUDED.value
+
+-- name: experiment_get --
+SELECT id, agent_id, repo, diff, test_command, status, recommendation, rule, success_rate,
+       regression, llm_reduction, outcome, error, baseline, applied_at, rolled_back_at,
+       created_at
+FROM experiments WHERE id = %(id)s
+
+-- name: experiment_list --
+SELECT id, repo, status, recommendation, success_rate, regression, applied_at,
+       rolled_back_at, created_at
+FROM experiments
+ORDER BY created_at DESC
+LIMIT %(limit)s
+
+-- name: experiment_metrics --
+SELECT name, value FROM experiment_metrics WHERE experiment_id = %(id)s ORDER BY name
+
+-- name: experiment_applied --
+-- The baseline recorded as the diff is applied to the repository itself.
+UPDATE experiments SET baseline = %(baseline)s, applied_at = now(), rolled_back_at = NULL
+WHERE id = %(id)s
+
+-- name: experiment_rolled_back --
+UPDATE experiments SET rolled_back_at = now() WHERE id = %(id)s
+
+-- name: rollback_record --
+INSERT INTO rollback_history (experiment_id, reason, restored_files)
+VALUES (%(experiment_id)s, %(reason)s, %(restored_files)s)
+
+-- name: rollback_list --
+SELECT id, reason, restored_files, created_at FROM rollback_history
+WHERE experiment_id = %(id)s ORDER BY id

@@ -1,0 +1,236 @@
+"""The command lines that start a sandbox: bubblewrap's mounts, the uid switch, the reaper.
+
+What the sandbox sees: /usr read-only (with the merged-/usr links, or read-only binds where /bin
+and /lib are directories), a few entries of /etc (the loader's cache, alternatives, time zone,
+Python's config; never passwd, shadow or anything secret: passwd, group and hosts are written
+for the sandbox), /proc of its own PID namespace, a minimal /dev, tmpfs at /work (unless a host
+directory is bound there), /tmp and /dev/shm, and the read-only binds a run asks for. The root
+and /dev are remounted read-only, so nothing can be written outside those tmpfs mounts.
+Everything else of the host (/root, /home, /var, /run, the project, SINGULARITY_HOME) is absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from singularity.genesis.limits import MIB, Limits
+from singularity.genesis.sandbox.identity import Identity
+from singularity.genesis.sandbox.result import SandboxUnavailable
+from singularity.genesis.sandbox.staging import Bind, reachable
+
+__all__ = [
+    "PYTHON",
+    "SANDBOX_PATH",
+    "WORK",
+    "Bind",
+    "Command",
+    "environment",
+    "etc_files",
+    "host_tool",
+    "launcher",
+    "process_cap",
+    "reaper_argv",
+    "sandbox_args",
+    "staged",
+]
+
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+WORK = "/work"
+PYTHON = "/usr/bin/python3"  # the system's Python runs the reaper (and Python jobs)
+SHM_MB = 16
+_ROOT_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+_ETC = (
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "protocols",
+    "python3",
+    "services",
+    "timezone",
+)
+_HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Runs as root in a private mount namespace: binds each unreachable source on its stage entry,
+# then hands over to the uid switch; bubblewrap then binds the stage entries as usual.
+_STAGE_SCRIPT = (
+    'while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 125; shift 2; done; shift; exec "$@"'
+)
+
+
+@dataclass
+class Command:
+    """A process to start: its argv, the descriptors it inherits, who it runs as, and where."""
+
+    argv: list[str]
+    env: dict[str, str]
+    pass_fds: list[int] = field(default_factory=list)
+    user: int | None = None  # switch to this uid (and gid) before exec
+    cwd: str | None = None
+
+
+def host_tool(name: str) -> str | None:
+    """The path of a system executable, looked up in the system directories only."""
+    return shutil.which(name, path=_HOST_PATH)
+
+
+def environment(home: str, tmp: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """The whole environment of a sandboxed program: nothing of the host's."""
+    return {"PATH": SANDBOX_PATH, "HOME": home, "LANG": "C.UTF-8", "TMPDIR": tmp, **extra}
+
+
+@functools.cache
+def _reaper_source() -> str:
+    return (Path(__file__).parent / "reaper.py").read_text()
+
+
+def reaper_argv(
+    argv: Sequence[str], limits: Limits, *, report: int, control: int, scope: str, nproc: bool
+) -> list[str]:
+    """The reaper (PID 1 of the sandbox) running `argv` under `limits`."""
+    numbers = (
+        max(1, math.ceil(limits.cpu_s)),
+        limits.memory_mb * MIB,
+        limits.processes + 1 if nproc else 0,  # the reaper counts as one
+        limits.file_size_mb * MIB,
+        limits.open_files,
+    )
+    head = [PYTHON, "-I", "-S", "-c", _reaper_source(), scope, str(report), str(control)]
+    return [*head, *map(str, numbers), "--", *argv]
+
+
+def sandbox_args(
+    bwrap: str,
+    identity: Identity,
+    limits: Limits,
+    *,
+    status_fd: int,
+    work: Bind | None,
+    inputs: Sequence[tuple[int, str]],
+    binds: Sequence[Bind],
+) -> list[str]:
+    """bubblewrap's options: namespaces, mounts, and the files written into the sandbox."""
+    args = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent"]
+    args += ["--new-session", "--as-pid-1", "--hostname", "sandbox"]
+    args += ["--uid", str(identity.uid), "--gid", str(identity.gid)]
+    args += ["--json-status-fd", str(status_fd), *_system()]
+    args += ["--proc", "/proc", "--dev", "/dev", *_tmpfs("/dev/shm", min(SHM_MB, limits.disk_mb))]
+    args += _tmpfs("/tmp", limits.disk_mb)
+    args += _tmpfs(WORK, limits.disk_mb) if work is None else _bind(work)
+    for fd, target in inputs:
+        args += ["--perms", "0644", "--file", str(fd), target]
+    for bind in binds:
+        args += _bind(bind)
+    return [*args, "--remount-ro", "/", "--remount-ro", "/dev", "--chdir", WORK]
+
+
+def _system() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in _ROOT_DIRS:
+        host = Path("/", name)
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), f"/{name}"]
+        elif host.is_dir():
+            args += ["--ro-bind", str(host), f"/{name}"]
+    args += ["--perms", "0755", "--dir", "/etc"]
+    for entry in (*_ETC, *sorted(p.name for p in Path("/etc").glob("python3.*"))):
+        args += ["--ro-bind-try", f"/etc/{entry}", f"/etc/{entry}"]
+    return args
+
+
+def _tmpfs(target: str, size_mb: int) -> list[str]:
+    return ["--perms", "0755", "--size", str(size_mb * MIB), "--tmpfs", target]
+
+
+def _bind(bind: Bind) -> list[str]:
+    return ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.target]
+
+
+def staged(binds: Sequence[Bind], stage: Path, identity: Identity) -> tuple[list[str], list[Bind]]:
+    """The prefix that stages `binds` (as root) and switches uid, and the binds to use instead.
+
+    bubblewrap mounts as the sandbox's uid, by name, so it cannot bind a path under a directory
+    only root may enter (a workspace under a private directory, a tool under /root). A root
+    worker binds each such path, in a mount namespace of this run only, onto an entry of
+    `stage` (a directory the uid may enter), and lets bubblewrap bind that entry.
+    """
+    prefix = [_need("unshare"), "--mount", "--propagation", "private", "--"]
+    prefix += ["/bin/sh", "-c", _STAGE_SCRIPT, "stage"]
+    replaced = []
+    for index, bind in enumerate(binds):
+        entry = stage / str(index)
+        if bind.source.is_dir():
+            entry.mkdir(mode=0o755)
+        else:
+            entry.touch(mode=0o644)
+        prefix += [str(bind.source), str(entry)]
+        replaced.append(Bind(entry, bind.target, bind.writable))
+    prefix += ["--", _need("setpriv"), "--reuid", str(identity.uid), "--regid", str(identity.gid)]
+    return [*prefix, "--clear-groups", "--"], replaced
+
+
+def process_cap(limits: Limits) -> list[str]:
+    """prlimit as a prefix: the dedicated uid's processes on the host, bubblewrap's included.
+
+    The tree's own limit is set by the reaper inside the user namespace; this one, set before
+    bubblewrap creates the namespace, also bounds the namespace from outside.
+    """
+    return [_need("prlimit"), f"--nproc={limits.processes + 2}", "--"]
+
+
+def _need(name: str) -> str:
+    found = host_tool(name)
+    if found is None:
+        raise SandboxUnavailable(
+            f"{name} is missing: install util-linux (apt-get install util-linux)"
+        )
+    return found
+
+
+def launcher(
+    stack: contextlib.ExitStack,
+    identity: Identity,
+    limits: Limits,
+    work: Bind | None,
+    mounts: list[Bind],
+) -> tuple[list[str], int | None, Bind | None, list[Bind]]:
+    """The prefix before bubblewrap, the uid to switch to, and the (maybe staged) binds."""
+    if not identity.dedicated:
+        return [], None, work, mounts
+    binds = [work, *mounts] if work is not None else list(mounts)
+    hidden = [bind for bind in binds if not reachable(bind.source, identity)]
+    if not hidden:
+        return process_cap(limits), identity.uid, work, mounts
+    stage = Path(tempfile.mkdtemp(prefix="singularity-stage-"))
+    stack.callback(shutil.rmtree, stage, ignore_errors=True)
+    os.chmod(stage, 0o711)
+    prefix, replaced = staged(hidden, stage, identity)
+    swap = {id(old): new for old, new in zip(hidden, replaced, strict=True)}
+    binds = [swap.get(id(bind), bind) for bind in binds]
+    if work is not None:
+        work, binds = binds[0], binds[1:]
+    return [*prefix, *process_cap(limits)], None, work, binds
+
+
+def etc_files(identity: Identity) -> dict[str, bytes]:
+    """passwd, group and hosts of the sandbox: its user, root and nobody, localhost."""
+    uid, gid = identity.uid, identity.gid
+    passwd = (
+        "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+        f"sandbox:x:{uid}:{gid}:sandbox:{WORK}:/bin/sh\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    )
+    group = f"root:x:0:\nsandbox:x:{gid}:\nnogroup:x:65534:\n"
+    hosts = "127.0.0.1 localhost sandbox\n::1 localhost\n"
+    return {"passwd": passwd.encode(), "group": group.encode(), "hosts": hosts.encode()}

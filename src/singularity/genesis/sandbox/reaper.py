@@ -1,0 +1,171 @@
+"""The first process of a sandbox: starts the program under its limits, reaps it, reports.
+
+In the sandbox it is PID 1 of the job's PID namespace (bubblewrap `--as-pid-1`), run by
+`/usr/bin/python3 -I -S -c`, so it uses the standard library only and must stay compatible with
+the system's Python. Being PID 1 matters three ways: the program cannot signal it (the kernel
+drops signals to a namespace's init that it has no handler for), every orphan is reparented to
+it, so the rusage it reports covers the whole tree, and when it exits the kernel kills whatever
+is left in the namespace.
+
+Arguments: SCOPE REPORT_FD CONTROL_FD CPU_S AS_BYTES NPROC FSIZE NOFILE -- ARGV...
+SCOPE is "namespace" (kill everything else in the PID namespace when done) or "group" (the
+unsafe mode, where there is no namespace: kill the program's process group only).
+
+It writes to REPORT_FD a line "pid N" once the program is started, then at the end one line
+"exit CODE|signal NUMBER USER_S SYS_S MAX_RSS_KB STOPPED". A byte on CONTROL_FD (or its EOF,
+when the host is gone) stops the run: the tree is killed and the report still written.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import signal
+import sys
+import time
+
+_LIMITS = (
+    resource.RLIMIT_AS,
+    resource.RLIMIT_NPROC,
+    resource.RLIMIT_FSIZE,
+    resource.RLIMIT_NOFILE,
+)
+
+
+def main(args: list[str]) -> int:
+    """Run the program given after `--`; returns its exit code (128 + N for signal N)."""
+    scope, report, control = args[0], int(args[1]), int(args[2])
+    numbers = [int(value) for value in args[3:8]]
+    command = args[args.index("--") + 1 :]
+    _undumpable()
+    if numbers[2]:
+        # The tree's process limit holds here too: this process forks once, and a program that
+        # found a way to run code here could not fork past the limit either.
+        resource.setrlimit(resource.RLIMIT_NPROC, (numbers[2], numbers[2]))
+    wake = _wakeup_pipe()
+    pid = _spawn(command, numbers, scope)
+    os.write(report, f"pid {pid}\n".encode())
+    status, stopped = _watch(pid, wake, control)
+    status = _kill_tree(scope, pid, status)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    kind, code = _status(status)
+    line = f"{kind} {code} {usage.ru_utime:.6f} {usage.ru_stime:.6f} {usage.ru_maxrss} {stopped:d}"
+    os.write(report, (line + "\n").encode())
+    return code if kind == "exit" else 128 + code
+
+
+def _undumpable() -> None:
+    # Not dumpable: the program (same uid) can neither ptrace this process nor open its
+    # /proc/1/fd, so it cannot forge the report or fork from here.
+    import ctypes
+
+    pr_set_dumpable = 4
+    ctypes.CDLL(None).prctl(pr_set_dumpable, 0, 0, 0, 0)
+
+
+def _wakeup_pipe() -> int:
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write)
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+    return read
+
+
+def _spawn(command: list[str], numbers: list[int], scope: str) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        _become_program(command, numbers, scope)
+    except OSError as exc:
+        os.write(2, f"sandbox: cannot execute {command[0]}: {exc.strerror}\n".encode())
+        os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
+    except BaseException:
+        os._exit(126)
+    return 0  # not reached: _become_program execs or raises
+
+
+def _become_program(command: list[str], numbers: list[int], scope: str) -> None:
+    if scope == "group":
+        os.setpgid(0, 0)
+    # Python ignores SIGPIPE and SIGXFSZ; the program must get the default actions back.
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    os.closerange(3, 1 << 20)
+    cpu = numbers[0]
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU first, SIGKILL a second on
+    for index, which in enumerate(_LIMITS):
+        value = numbers[index + 1]
+        if value:  # 0: not limited (the unsafe mode's process count, shared with the user)
+            resource.setrlimit(which, (value, value))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.execvp(command[0], command)
+
+
+def _watch(pid: int, wake: int, control: int) -> tuple[int | None, bool]:
+    """Reap children until the program exits or the host asks to stop."""
+    while True:
+        ready, _, _ = select.select([wake, control], [], [])
+        if control in ready:
+            return _reap_ready(pid, None), True
+        _drain(wake)
+        status = _reap_ready(pid, None)
+        if status is not None:
+            return status, False
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _reap_ready(pid: int, status: int | None) -> int | None:
+    """Reap every child that has exited; the program's status once it is among them."""
+    while True:
+        try:
+            child, found = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return status
+        if child == 0:
+            return status
+        if child == pid:
+            status = found
+
+
+def _kill_tree(scope: str, pid: int, status: int | None) -> int:
+    """Kill what is left of the tree, reap it all; returns the program's wait status."""
+    for _ in range(1000):
+        try:
+            if scope == "namespace":
+                os.kill(-1, signal.SIGKILL)  # everything in the namespace but this process
+            else:
+                os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            break
+        status = _reap_ready(pid, status)
+        time.sleep(0.001)
+    while status is None:
+        try:
+            child, found = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if child == pid:
+            status = found
+    _reap_ready(pid, status)
+    return status if status is not None else signal.SIGKILL
+
+
+def _status(status: int) -> tuple[str, int]:
+    if os.WIFSIGNALED(status):
+        return "signal", os.WTERMSIG(status)
+    return "exit", os.WEXITSTATUS(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

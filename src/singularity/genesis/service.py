@@ -1,0 +1,108 @@
+"""The Genesis service: the job and experiment consumers, around one sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from singularity.errors import SingularityError
+from singularity.genesis.experiment_handler import ExperimentHandler
+from singularity.genesis.job_handler import JobHandler
+from singularity.genesis.limits import DEFAULT_LIMITS
+from singularity.genesis.sandbox import Sandbox, SandboxUnavailable
+from singularity.genesis.store import GenesisStore
+from singularity.postgres.connect import open_pool
+from singularity.postgres.topology import Database, Role
+from singularity.service_context import ServiceContext, run_tasks
+from singularity.shared_queue import (
+    ExperimentRequest,
+    JobRequest,
+    ReplyTargets,
+    consumer_options,
+    open_bus,
+)
+from singularity.shared_queue.install import require_bus
+
+__all__ = ["Genesis"]
+
+log = structlog.get_logger(__name__)
+
+# A job holds its delivery for up to its wall limit (the consumer's heartbeat extends the
+# visibility meanwhile); experiments run a repository's tests twice.
+_EXPERIMENT_CONCURRENCY = 1
+
+
+class Genesis:
+    """One Genesis worker; run as many as the load needs, on any hosts."""
+
+    name = "genesis"
+
+    def __init__(self, *, required: bool = True) -> None:
+        # required: no sandbox is an error (`run genesis`); otherwise (`up`) Genesis stays out
+        # of the way, consuming nothing, so that the rest of the platform still runs.
+        self.required = required
+        self.ready = asyncio.Event()
+
+    async def run(self, context: ServiceContext, stop: asyncio.Event) -> None:
+        settings = context.settings
+        cluster = context.cluster
+        bus_endpoint = cluster.service(Role.GENESIS, Database.SHARED_QUEUE)
+        await require_bus(bus_endpoint)
+        unsafe = settings.genesis_unsafe_sandbox
+        sandbox = Sandbox(unsafe=unsafe)
+        try:
+            await sandbox.check()  # fails closed: no sandbox, no code runs
+        except SandboxUnavailable as exc:
+            if self.required:
+                raise SingularityError(f"Genesis cannot sandbox code: {exc}") from None
+            log.error("genesis_disabled", reason=str(exc), consuming="nothing")
+            await stop.wait()
+            return
+        concurrency = settings.genesis_concurrency
+        async with contextlib.AsyncExitStack() as stack:
+            bus = await stack.enter_async_context(
+                open_bus(bus_endpoint, settings, name="genesis-bus", max_connections=8)
+            )
+            pool = await open_pool(
+                cluster.service(Role.GENESIS, Database.GENESIS),
+                name="genesis-db",
+                max_size=max(2, min(16, concurrency)),
+            )
+            stack.push_async_callback(pool.close)
+            store = GenesisStore(pool)
+            targets = ReplyTargets(bus.pool)
+            jobs = JobHandler(sandbox, store, targets, DEFAULT_LIMITS, unsafe=unsafe)
+            experiments = ExperimentHandler(sandbox, store, targets, settings)
+            consumers = [
+                bus.consumer(
+                    "job_requests",
+                    JobRequest,
+                    jobs,
+                    options=consumer_options(settings, concurrency=concurrency),
+                    on_invalid=jobs.on_invalid,
+                ),
+                bus.consumer(
+                    "experiment_requests",
+                    ExperimentRequest,
+                    experiments,
+                    options=consumer_options(
+                        settings, concurrency=_EXPERIMENT_CONCURRENCY, batch_size=1
+                    ),
+                    on_invalid=experiments.on_invalid,
+                ),
+            ]
+            tasks = [asyncio.create_task(c.run(stop), name=f"consume:{c.queue}") for c in consumers]
+            log.info(
+                "genesis_started",
+                concurrency=concurrency,
+                sandbox="UNSAFE (no isolation)" if unsafe else "bubblewrap",
+                workspaces=str(settings.genesis_dir / "workspaces"),
+            )
+            self.ready.set()
+            try:
+                await run_tasks(tasks, stop)
+            finally:
+                stop.set()
+        log.info("genesis_stopped")
