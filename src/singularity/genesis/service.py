@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import structlog
 
+from singularity.config import Settings
 from singularity.errors import SingularityError
 from singularity.genesis.experiment_handler import ExperimentHandler
 from singularity.genesis.job_handler import JobHandler
@@ -17,6 +19,8 @@ from singularity.postgres.connect import open_pool
 from singularity.postgres.topology import Database, Role
 from singularity.service_context import ServiceContext, run_tasks
 from singularity.shared_queue import (
+    Bus,
+    Consumer,
     ExperimentRequest,
     JobRequest,
     ReplyTargets,
@@ -50,14 +54,8 @@ class Genesis:
         cluster = context.cluster
         bus_endpoint = cluster.service(Role.GENESIS, Database.SHARED_QUEUE)
         await require_bus(bus_endpoint)
-        unsafe = settings.genesis_unsafe_sandbox
-        sandbox = Sandbox(unsafe=unsafe)
-        try:
-            await sandbox.check()  # fails closed: no sandbox, no code runs
-        except SandboxUnavailable as exc:
-            if self.required:
-                raise SingularityError(f"Genesis cannot sandbox code: {exc}") from None
-            log.error("genesis_disabled", reason=str(exc), consuming="nothing")
+        sandbox = await self._sandbox(settings)
+        if sandbox is None:
             await stop.wait()
             return
         concurrency = settings.genesis_concurrency
@@ -71,38 +69,56 @@ class Genesis:
                 max_size=max(2, min(16, concurrency)),
             )
             stack.push_async_callback(pool.close)
-            store = GenesisStore(pool)
-            targets = ReplyTargets(bus.pool)
-            jobs = JobHandler(sandbox, store, targets, DEFAULT_LIMITS, unsafe=unsafe)
-            experiments = ExperimentHandler(sandbox, store, targets, settings)
-            consumers = [
-                bus.consumer(
-                    "job_requests",
-                    JobRequest,
-                    jobs,
-                    options=consumer_options(settings, concurrency=concurrency),
-                    on_invalid=jobs.on_invalid,
-                ),
-                bus.consumer(
-                    "experiment_requests",
-                    ExperimentRequest,
-                    experiments,
-                    options=consumer_options(
-                        settings, concurrency=_EXPERIMENT_CONCURRENCY, batch_size=1
-                    ),
-                    on_invalid=experiments.on_invalid,
-                ),
-            ]
+            consumers = _consumers(bus, GenesisStore(pool), sandbox, settings)
             tasks = [asyncio.create_task(c.run(stop), name=f"consume:{c.queue}") for c in consumers]
             log.info(
                 "genesis_started",
                 concurrency=concurrency,
-                sandbox="UNSAFE (no isolation)" if unsafe else "bubblewrap",
+                sandbox="UNSAFE (no isolation)"
+                if settings.genesis_unsafe_sandbox
+                else "bubblewrap",
                 workspaces=str(settings.genesis_dir / "workspaces"),
             )
             self.ready.set()
-            try:
-                await run_tasks(tasks, stop)
-            finally:
-                stop.set()
+            await run_tasks(tasks, stop)
         log.info("genesis_stopped")
+
+    async def _sandbox(self, settings: Settings) -> Sandbox | None:
+        """The sandbox, proven to work; None (logged) when it cannot be set up and Genesis
+        is not required to run."""
+        sandbox = Sandbox(unsafe=settings.genesis_unsafe_sandbox)
+        try:
+            await sandbox.check()  # fails closed: no sandbox, no code runs
+        except SandboxUnavailable as exc:
+            if self.required:
+                raise SingularityError(f"Genesis cannot sandbox code: {exc}") from None
+            log.error("genesis_disabled", reason=str(exc), consuming="nothing")
+            return None
+        return sandbox
+
+
+def _consumers(
+    bus: Bus, store: GenesisStore, sandbox: Sandbox, settings: Settings
+) -> list[Consumer[Any]]:
+    """The job and experiment consumers of one worker."""
+    targets = ReplyTargets(bus.pool)
+    jobs = JobHandler(
+        sandbox, store, targets, DEFAULT_LIMITS, unsafe=settings.genesis_unsafe_sandbox
+    )
+    experiments = ExperimentHandler(sandbox, store, targets, settings)
+    return [
+        bus.consumer(
+            "job_requests",
+            JobRequest,
+            jobs,
+            options=consumer_options(settings, concurrency=settings.genesis_concurrency),
+            on_invalid=jobs.on_invalid,
+        ),
+        bus.consumer(
+            "experiment_requests",
+            ExperimentRequest,
+            experiments,
+            options=consumer_options(settings, concurrency=_EXPERIMENT_CONCURRENCY, batch_size=1),
+            on_invalid=experiments.on_invalid,
+        ),
+    ]
