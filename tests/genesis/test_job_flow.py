@@ -252,3 +252,55 @@ async def test_without_a_sandbox_up_keeps_genesis_out_of_the_way(
     async with running:
         assert not running.task.done()
     assert await count(bus_pool, "q_job_requests") == before
+
+
+async def test_a_worker_runs_at_most_its_concurrency_at_once(
+    genesis_settings: Settings,
+    cluster: Cluster,
+    bus_pool: AsyncConnectionPool,
+    genesis_replies: str,
+) -> None:
+    require_bwrap()
+    code = "import time\nstart = time.time()\ntime.sleep(0.6)\nprint(start, time.time())"
+    requests = [job(genesis_replies, code=code) for _ in range(5)]
+    settings = genesis_settings.model_copy(update={"genesis_concurrency": 2})
+    async with RunningGenesis(settings, cluster):
+        await Publisher(bus_pool).send_batch("job_requests", requests)
+        results = [
+            await wait_for_message(bus_pool, genesis_replies, seconds=30, request_id=r.id)
+            for r in requests
+        ]
+    spans = [tuple(map(float, r["output"].split())) for r in results]
+    assert _most_at_once(spans) == 2
+
+
+async def test_two_workers_share_the_queue_and_each_job_runs_once(
+    genesis_settings: Settings,
+    cluster: Cluster,
+    bus_pool: AsyncConnectionPool,
+    genesis_db: AsyncConnectionPool,
+    genesis_replies: str,
+) -> None:
+    require_bwrap()
+    requests = [job(genesis_replies, code=f"print({i})") for i in range(12)]
+    settings = genesis_settings.model_copy(update={"genesis_concurrency": 1})
+    async with RunningGenesis(settings, cluster), RunningGenesis(settings, cluster):
+        await Publisher(bus_pool).send_batch("job_requests", requests)
+        for i, request in enumerate(requests):
+            result = await wait_for_message(
+                bus_pool, genesis_replies, seconds=30, request_id=request.id
+            )
+            assert result["output"] == f"{i}\n"
+    for request in requests:
+        assert await _replies(bus_pool, genesis_replies, request.id) == 1
+        assert await _steps(genesis_db, request.id) == 2
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The largest number of (start, end) spans that overlap at one moment."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = most = 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    return most
