@@ -28,8 +28,9 @@ import psutil
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from rich.table import Table
 
-from _common import Server, server_version
+from _common import Server, console, server_version
 from singularity.bootstrap import bootstrap
 from singularity.config import Settings, load_settings
 from singularity.database import open_cluster
@@ -68,6 +69,33 @@ def spread(values: Sequence[float], digits: int = 2) -> dict[str, float]:
         "p99": round(percentile(values, 0.99), digits),
         "max": round(max(values), digits) if values else math.nan,
     }
+
+
+def print_targets(checks: Sequence[dict[str, Any]], default_unit: str = "ms") -> None:
+    """The figures against their targets, one row each (a check without a unit is in ms)."""
+    table = Table(title="Against the targets")
+    for column in ("figure", "value", "target", "met"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    for c in checks:
+        unit = c.get("unit", default_unit)
+        unit = "µs" if unit == "us" else unit
+        table.add_row(
+            c["figure"],
+            f"{c['value']:.2f} {unit}",
+            f"<= {c['target']:g} {unit}",
+            "[green]yes[/]" if c["met"] else "[red]no[/]",
+        )
+    console.print(table)
+
+
+def add_log_level_argument(parser: argparse.ArgumentParser) -> None:
+    """--nexus-log-level: SINGULARITY_LOG_LEVEL of the Nexus process."""
+    parser.add_argument(
+        "--nexus-log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="SINGULARITY_LOG_LEVEL of the Nexus process (default info, the service's default)",
+    )
 
 
 def int_list(text: str) -> list[int]:

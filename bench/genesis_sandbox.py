@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from _common import console, emit_json, machine, progress_console
-from _nexus import add_platform_arguments, open_platform, percentile, process_env
+from _nexus import add_platform_arguments, open_platform, process_env, spread
 from singularity.genesis.execution import JobSpec, execute
 from singularity.genesis.limits import DEFAULT_LIMITS
 from singularity.genesis.sandbox import Sandbox
@@ -114,11 +114,7 @@ async def overhead(args: argparse.Namespace, sandbox: Sandbox) -> dict[str, Any]
 
 
 def _spread(values: list[float]) -> dict[str, float]:
-    return {
-        "p50": round(percentile(values, 0.50), 2),
-        "p99": round(percentile(values, 0.99), 2),
-        "mean": round(sum(values) / len(values), 2),
-    }
+    return {**spread(values), "mean": round(sum(values) / len(values), 2)}
 
 
 def progress() -> Progress:

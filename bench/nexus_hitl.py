@@ -41,9 +41,11 @@ from _common import console, emit_json, machine, progress_console
 from _nexus import (
     NexusProcess,
     Platform,
+    add_log_level_argument,
     add_platform_arguments,
     load_average,
     open_platform,
+    print_targets,
     spread,
     versions,
 )
@@ -419,29 +421,14 @@ def print_tables(report: dict[str, Any], checks: list[dict[str, Any]]) -> None:
         f"page clock - ours: {clock['before']['offset_ms']:+.2f} ms before, "
         f"{clock['after']['offset_ms']:+.2f} ms after"
     )
-    t = Table(title="Against the targets")
-    for column in ("figure", "value", "target", "met"):
-        t.add_column(column, justify="left" if column == "figure" else "right")
-    for c in checks:
-        t.add_row(
-            c["figure"],
-            f"{c['value']:.2f} ms",
-            f"<= {c['target']:g} ms",
-            "[green]yes[/]" if c["met"] else "[red]no[/]",
-        )
-    console.print(t)
+    print_targets(checks)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--samples", type=int, default=50, help="counted approvals")
     parser.add_argument("--warmup", type=int, default=5, help="uncounted approvals first")
-    parser.add_argument(
-        "--nexus-log-level",
-        default="info",
-        choices=("debug", "info", "warning", "error"),
-        help="SINGULARITY_LOG_LEVEL of the Nexus process (default info, the service's default)",
-    )
+    add_log_level_argument(parser)
     add_platform_arguments(parser)
     return parser.parse_args()
 

@@ -37,6 +37,7 @@ from _nexus import (
     CpuMeter,
     LlmClient,
     NexusProcess,
+    add_log_level_argument,
     add_platform_arguments,
     closed_loop,
     llm_request,
@@ -212,12 +213,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--settle", type=float, default=5.0, help="seconds idle before the last sample"
     )
-    parser.add_argument(
-        "--nexus-log-level",
-        default="info",
-        choices=("debug", "info", "warning", "error"),
-        help="SINGULARITY_LOG_LEVEL of the Nexus process (default info, the service's default)",
-    )
+    add_log_level_argument(parser)
     add_platform_arguments(parser)
     args = parser.parse_args()
     if args.requests < 1 or args.warmup < 0 or args.concurrency < 1 or args.sample_every < 1:

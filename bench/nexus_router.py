@@ -39,6 +39,7 @@ from _nexus import (
     MockProvider,
     NexusProcess,
     Platform,
+    add_log_level_argument,
     add_platform_arguments,
     closed_loop,
     int_list,
@@ -48,6 +49,7 @@ from _nexus import (
     open_platform,
     percentile,
     postgres_pids,
+    print_targets,
     reply_queue,
     this_process,
     versions,
@@ -522,18 +524,7 @@ def print_tables(report: dict[str, Any], checks: list[dict[str, Any]]) -> None:
         )
     console.print(heuristic)
 
-    table = Table(title="Against the targets")
-    for column in ("figure", "value", "target", "met"):
-        table.add_column(column, justify="left" if column == "figure" else "right")
-    for c in checks:
-        unit = "µs" if c["unit"] == "us" else c["unit"]
-        table.add_row(
-            c["figure"],
-            f"{c['value']:.2f} {unit}",
-            f"<= {c['target']:g} {unit}",
-            "[green]yes[/]" if c["met"] else "[red]no[/]",
-        )
-    console.print(table)
+    print_targets(checks)
 
 
 def parse_args() -> argparse.Namespace:
@@ -555,12 +546,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--warmup", type=int, default=200, help="uncounted requests first, per level"
     )
-    parser.add_argument(
-        "--nexus-log-level",
-        default="info",
-        choices=("debug", "info", "warning", "error"),
-        help="SINGULARITY_LOG_LEVEL of the Nexus process (default info, the service's default)",
-    )
+    add_log_level_argument(parser)
     parser.add_argument("--direct-config", help=argparse.SUPPRESS)  # the anchor's process
     add_platform_arguments(parser)
     return parser.parse_args()
