@@ -22,10 +22,12 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class ServiceContext:
-    """What every service is given: the settings and where the databases are."""
+    """What every service is given: the settings, where the databases are, and whether it
+    runs alone (`singularity run SERVICE`) or beside the others (`singularity up`)."""
 
     settings: Settings
     cluster: Cluster
+    alone: bool = False
 
 
 class Service(Protocol):

@@ -160,32 +160,23 @@ async def test_a_redelivered_job_is_answered_from_its_record(
 
 
 async def _archived(pool: AsyncConnectionPool, key: str) -> int:
-    async with pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT count(*) FROM pgmq.a_job_requests WHERE message->>'id' = %s", (key,)
-            )
-        ).fetchone()
-    return int(row[0]) if row else 0
+    return await _count(
+        pool, "SELECT count(*) FROM pgmq.a_job_requests WHERE message->>'id' = %s", key
+    )
 
 
 async def _replies(pool: AsyncConnectionPool, queue: str, key: str) -> int:
-    async with pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                f"SELECT count(*) FROM pgmq.q_{queue} WHERE message->>'request_id' = %s", (key,)
-            )
-        ).fetchone()
-    return int(row[0]) if row else 0
+    query = f"SELECT count(*) FROM pgmq.q_{queue} WHERE message->>'request_id' = %s"
+    return await _count(pool, query, key)
 
 
 async def _steps(pool: AsyncConnectionPool, key: str) -> int:
+    return await _count(pool, "SELECT count(*) FROM sandbox_history WHERE execution_id = %s", key)
+
+
+async def _count(pool: AsyncConnectionPool, query: str, key: str) -> int:
     async with pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT count(*) FROM sandbox_history WHERE execution_id = %s", (key,)
-            )
-        ).fetchone()
+        row = await (await conn.execute(query, (key,))).fetchone()
     return int(row[0]) if row else 0
 
 

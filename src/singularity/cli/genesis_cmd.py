@@ -21,7 +21,7 @@ from singularity.errors import SingularityError, UsageError
 from singularity.genesis.execution import JobSpec, Mode, Status, execute
 from singularity.genesis.lab import Lab, Trial
 from singularity.genesis.languages import LANGUAGES
-from singularity.genesis.limits import DEFAULT_LIMITS, limits_from_request
+from singularity.genesis.limits import DEFAULT_LIMITS, Limits, limits_from_request
 from singularity.genesis.sandbox import Sandbox, SandboxUnavailable
 from singularity.genesis.store import GenesisStore
 from singularity.postgres.connect import open_pool
@@ -46,7 +46,7 @@ async def _checked(sandbox: Sandbox) -> Sandbox:
     return sandbox
 
 
-def _limits(text: str | None) -> Any:
+def _limits(text: str | None) -> Limits:
     if text is None:
         return DEFAULT_LIMITS
     try:
@@ -111,7 +111,7 @@ def run_code(
     with err_console.status(f"running {language} ({mode}) in the sandbox"):
         execution = run(go())
     if as_json:
-        console.print_json(json.dumps(_execution_dict(execution)))
+        console.print_json(json.dumps({**execution.to_dict(), "steps": list(execution.steps)}))
     else:
         if execution.output:
             console.print(execution.output, end="", markup=False, highlight=False)
@@ -126,20 +126,6 @@ def run_code(
         )
     if execution.status is not Status.OK:
         raise typer.Exit(1)
-
-
-def _execution_dict(execution: Any) -> dict[str, Any]:
-    return {
-        "status": execution.status.value,
-        "output": execution.output,
-        "error": execution.error,
-        "exit_code": execution.exit_code,
-        "wall_ms": execution.wall_ms,
-        "cpu_ms": execution.cpu_ms,
-        "max_rss_kb": execution.max_rss_kb,
-        "truncated": execution.truncated,
-        "steps": list(execution.steps),
-    }
 
 
 def _read(path: Path) -> str:

@@ -14,7 +14,6 @@ from singularity.cli.common import console, err_console, load
 from singularity.cli.db_cmd import print_report
 from singularity.config import Settings
 from singularity.database import open_cluster
-from singularity.genesis.service import Genesis
 from singularity.nexus.service import ui_address
 from singularity.nexus.token import ui_token
 from singularity.postgres.cluster import Cluster
@@ -32,9 +31,6 @@ def up(
     """Set up everything and run every service in this process, until Ctrl-C."""
     settings = load(service=True)
     services = resolve_services(list(SERVICES))
-    for service in services:
-        if isinstance(service, Genesis):
-            service.required = False  # without a sandbox, the rest of the platform still runs
     with open_cluster(settings) as cluster:
         with err_console.status("bootstrapping") as status:
             report = asyncio.run(
@@ -53,10 +49,12 @@ def run_service(
     services = resolve_services([service])
     settings = load(service=True)
     with open_cluster(settings) as cluster:
-        _serve(settings, cluster, services)
+        _serve(settings, cluster, services, alone=True)
 
 
-def _serve(settings: Settings, cluster: Cluster, services: list[Service]) -> None:
+def _serve(
+    settings: Settings, cluster: Cluster, services: list[Service], *, alone: bool = False
+) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -69,7 +67,7 @@ def _serve(settings: Settings, cluster: Cluster, services: list[Service]) -> Non
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        await run_services(services, ServiceContext(settings, cluster), stop)
+        await run_services(services, ServiceContext(settings, cluster, alone), stop)
 
     asyncio.run(main())
 

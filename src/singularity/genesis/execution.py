@@ -22,12 +22,13 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from singularity.genesis.languages import LANGUAGES, Language, language
 from singularity.genesis.limits import DEFAULT_LIMITS, Limits
 from singularity.genesis.sandbox import RunResult, Sandbox, SandboxUnavailable
 
-__all__ = ["Execution", "JobSpec", "Mode", "Status", "classify", "execute"]
+__all__ = ["Execution", "JobSpec", "Mode", "Status", "StepRecord", "classify", "execute"]
 
 _MEMORY_SIGNALS = (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS)
 _NEAR_LIMIT = 0.9  # of memory_mb: a resident size this close to the limit is running out
@@ -70,9 +71,21 @@ class JobSpec:
     limits: Limits = DEFAULT_LIMITS
 
 
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One sandboxed step and how it ended, for `sandbox_history`."""
+
+    step: str
+    status: str
+    exit_code: int | None
+    wall_ms: float | None
+    cpu_ms: float | None
+    max_rss_kb: int | None
+
+
 @dataclass(frozen=True)
 class Execution:
-    """How a job ended, with the output and figures of its last step."""
+    """How a job ended, with the output and figures of its last step, and every step run."""
 
     status: Status
     output: str
@@ -82,7 +95,25 @@ class Execution:
     cpu_ms: float
     max_rss_kb: int
     truncated: bool
-    steps: tuple[str, ...]
+    history: tuple[StepRecord, ...]
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The steps that ran, in order."""
+        return tuple(record.step for record in self.history)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures a `job_results` message carries."""
+        return {
+            "output": self.output,
+            "error": self.error,
+            "status": self.status.value,
+            "exit_code": self.exit_code,
+            "wall_ms": round(self.wall_ms, 3),
+            "cpu_ms": round(self.cpu_ms, 3),
+            "max_rss_kb": self.max_rss_kb,
+            "truncated": self.truncated,
+        }
 
 
 async def execute(spec: JobSpec, sandbox: Sandbox) -> Execution:
@@ -117,7 +148,7 @@ async def _steps(spec: JobSpec, lang: Language, mode: Mode, sandbox: Sandbox) ->
     files = {**spec.files, lang.source: spec.code}
     limits = replace(spec.limits, memory_mb=spec.limits.memory_mb + lang.address_space_mb)
     plan = _plan(lang, mode)
-    ran: list[str] = []
+    ran: list[StepRecord] = []
     for step in plan:
         argv = lang.command(step, memory_mb=spec.limits.memory_mb, args=spec.args)
         assert argv is not None  # _mode_missing refused modes without a command
@@ -129,12 +160,18 @@ async def _steps(spec: JobSpec, lang: Language, mode: Mode, sandbox: Sandbox) ->
         except (SandboxUnavailable, OSError) as exc:
             return _refused(f"the sandbox failed: {exc}", Status.INTERNAL, tuple(ran))
         except ValueError as exc:
-            return _refused(f"the job cannot be run: {exc}", steps=tuple(ran))
-        ran.append(step)
+            return _refused(f"the job cannot be run: {exc}", history=tuple(ran))
         status = _step_status(step, classify(result, lang, spec.limits))
+        ran.append(_record(step, status, result))
         if status is not Status.OK or step == plan[-1]:
             return _ended(status, step, result, spec.limits, tuple(ran))
     raise AssertionError("a plan has at least one step")
+
+
+def _record(step: str, status: Status, result: RunResult) -> StepRecord:
+    return StepRecord(
+        step, status.value, result.exit_code, result.wall_ms, result.cpu_ms, result.max_rss_kb
+    )
 
 
 def _step_status(step: str, status: Status) -> Status:
@@ -171,7 +208,7 @@ def _out_of_memory(result: RunResult, lang: Language | None, limits: Limits) -> 
 
 
 def _ended(
-    status: Status, step: str, result: RunResult, limits: Limits, steps: tuple[str, ...]
+    status: Status, step: str, result: RunResult, limits: Limits, history: tuple[StepRecord, ...]
 ) -> Execution:
     output = result.stdout.decode(errors="replace")
     error = result.stderr.decode(errors="replace")
@@ -191,7 +228,7 @@ def _ended(
         cpu_ms=result.cpu_ms,
         max_rss_kb=result.max_rss_kb,
         truncated=result.stdout_truncated or result.stderr_truncated,
-        steps=steps,
+        history=history,
     )
 
 
@@ -222,7 +259,7 @@ def _signal_name(number: int) -> str:
 
 
 def _refused(
-    message: str, status: Status = Status.UNSUPPORTED, steps: tuple[str, ...] = ()
+    message: str, status: Status = Status.UNSUPPORTED, history: tuple[StepRecord, ...] = ()
 ) -> Execution:
     return Execution(
         status=status,
@@ -233,5 +270,5 @@ def _refused(
         cpu_ms=0.0,
         max_rss_kb=0,
         truncated=False,
-        steps=steps,
+        history=history,
     )

@@ -15,7 +15,7 @@ import structlog
 from singularity.genesis.execution import Execution, JobSpec, Mode, Status, execute
 from singularity.genesis.limits import Limits, limits_from_request
 from singularity.genesis.sandbox import Sandbox
-from singularity.genesis.store import ExecutionRecord, GenesisStore, StepRecord
+from singularity.genesis.store import ExecutionRecord, GenesisStore
 from singularity.shared_queue import Delivery, JobRequest, PermanentFailure, Reply, ReplyTargets
 
 __all__ = ["DEFAULT_REPLY_TO", "JobHandler", "job_result", "job_spec"]
@@ -40,17 +40,7 @@ def job_spec(request: JobRequest, defaults: Limits) -> JobSpec:
 
 def job_result(request_id: str, execution: Execution) -> dict[str, Any]:
     """The `job_results` message of one execution."""
-    return {
-        "request_id": request_id,
-        "output": execution.output,
-        "error": execution.error,
-        "status": execution.status.value,
-        "exit_code": execution.exit_code,
-        "wall_ms": round(execution.wall_ms, 3),
-        "cpu_ms": round(execution.cpu_ms, 3),
-        "max_rss_kb": execution.max_rss_kb,
-        "truncated": execution.truncated,
-    }
+    return {"request_id": request_id, **execution.to_dict()}
 
 
 def refusal(request_id: str, reason: str) -> dict[str, Any]:
@@ -109,7 +99,7 @@ class JobHandler:
             received_at=delivery.enqueued_at,
             unsafe=self._unsafe,
         )
-        target, reply = await self._store.record_execution(record, _steps(execution))
+        target, reply = await self._store.record_execution(record, execution.history)
         _log(request_id, spec, execution)
         return Reply(target, reply)
 
@@ -118,22 +108,6 @@ class JobHandler:
         return await self._targets.answer_invalid(
             body, DEFAULT_REPLY_TO, lambda rid: refusal(rid, reason)
         )
-
-
-def _steps(execution: Execution) -> list[StepRecord]:
-    """One history row per step; the figures are those of the step that ended the job."""
-    last = len(execution.steps) - 1
-    return [
-        StepRecord(
-            step=step,
-            status=execution.status.value if index == last else Status.OK.value,
-            exit_code=execution.exit_code if index == last else 0,
-            wall_ms=execution.wall_ms if index == last else None,
-            cpu_ms=execution.cpu_ms if index == last else None,
-            max_rss_kb=execution.max_rss_kb if index == last else None,
-        )
-        for index, step in enumerate(execution.steps)
-    ]
 
 
 def _log(request_id: str, spec: JobSpec, execution: Execution) -> None:

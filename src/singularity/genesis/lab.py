@@ -17,9 +17,10 @@ import structlog
 
 from singularity.errors import UsageError
 from singularity.genesis import experiment as experiments
+from singularity.genesis.execution import StepRecord
 from singularity.genesis.limits import Limits
 from singularity.genesis.sandbox import Sandbox
-from singularity.genesis.store import ExperimentRecord, GenesisStore, StepRecord
+from singularity.genesis.store import ExperimentRecord, GenesisStore
 
 __all__ = ["Lab", "Trial"]
 

@@ -43,9 +43,10 @@ class Genesis:
 
     name = "genesis"
 
-    def __init__(self, *, required: bool = True) -> None:
-        # required: no sandbox is an error (`run genesis`); otherwise (`up`) Genesis stays out
-        # of the way, consuming nothing, so that the rest of the platform still runs.
+    def __init__(self, *, required: bool | None = None) -> None:
+        # required: no sandbox is an error. By default that holds when Genesis runs alone
+        # (`run genesis`); beside the others (`up`) it stays out of the way, consuming
+        # nothing, so that the rest of the platform still runs.
         self.required = required
         self.ready = asyncio.Event()
 
@@ -54,7 +55,8 @@ class Genesis:
         cluster = context.cluster
         bus_endpoint = cluster.service(Role.GENESIS, Database.SHARED_QUEUE)
         await require_bus(bus_endpoint)
-        sandbox = await self._sandbox(settings)
+        required = context.alone if self.required is None else self.required
+        sandbox = await self._sandbox(settings, required=required)
         if sandbox is None:
             await stop.wait()
             return
@@ -83,14 +85,14 @@ class Genesis:
             await run_tasks(tasks, stop)
         log.info("genesis_stopped")
 
-    async def _sandbox(self, settings: Settings) -> Sandbox | None:
+    async def _sandbox(self, settings: Settings, *, required: bool) -> Sandbox | None:
         """The sandbox, proven to work; None (logged) when it cannot be set up and Genesis
         is not required to run."""
         sandbox = Sandbox(unsafe=settings.genesis_unsafe_sandbox)
         try:
             await sandbox.check()  # fails closed: no sandbox, no code runs
         except SandboxUnavailable as exc:
-            if self.required:
+            if required:
                 raise SingularityError(f"Genesis cannot sandbox code: {exc}") from None
             log.error("genesis_disabled", reason=str(exc), consuming="nothing")
             return None

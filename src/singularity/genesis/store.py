@@ -13,21 +13,10 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from singularity.errors import NotFound
+from singularity.genesis.execution import StepRecord
 from singularity.genesis.sql import QUERIES
 
-__all__ = ["ExecutionRecord", "ExperimentRecord", "GenesisStore", "StepRecord"]
-
-
-@dataclass(frozen=True, slots=True)
-class StepRecord:
-    """One sandboxed step, for `sandbox_history`."""
-
-    step: str
-    status: str
-    exit_code: int | None
-    wall_ms: float | None
-    cpu_ms: float | None
-    max_rss_kb: int | None
+__all__ = ["ExecutionRecord", "ExperimentRecord", "GenesisStore"]
 
 
 @dataclass(frozen=True, slots=True)

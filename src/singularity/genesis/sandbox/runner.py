@@ -23,6 +23,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import structlog
@@ -53,6 +54,19 @@ _USERNS_HINT = (
 )
 _STAGE_HINT = "run the worker with CAP_SYS_ADMIN, or make every parent directory o+x"
 _USERNS_SIGNS = ("No permissions to create", "Creating new namespace failed", "setting up uid map")
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One run, its inputs checked: what either launcher (sandboxed or unsafe) is given."""
+
+    argv: Sequence[str]
+    limits: Limits
+    inputs: dict[PurePosixPath, bytes]
+    stdin: bytes | None
+    workdir: Path | None
+    env: dict[str, str]
+    mounts: list[Bind]
 
 
 class Sandbox:
@@ -109,83 +123,70 @@ class Sandbox:
         extra = staging.checked_env(env)
         mounts = staging.checked_binds(binds)
         workdir = staging.checked_workdir(workdir)
+        request = _Request(argv, limits, inputs, stdin, workdir, extra, mounts)
         async with self._uids.lease() as identity:
             launch = self._unsafe if self.unsafe else self._sandboxed
-            outcome = await launch(argv, limits, inputs, stdin, workdir, extra, mounts, identity)
+            outcome = await launch(request, identity)
         result = _result(outcome, limits)
         _log_run(argv, result, unsafe=self.unsafe)
         return result
 
-    async def _sandboxed(
-        self,
-        argv: Sequence[str],
-        limits: Limits,
-        inputs: dict[PurePosixPath, bytes],
-        stdin: bytes | None,
-        workdir: Path | None,
-        extra: dict[str, str],
-        mounts: list[Bind],
-        identity: Identity,
-    ) -> Outcome:
+    async def _sandboxed(self, request: _Request, identity: Identity) -> Outcome:
         bwrap = self._bwrap_path()
         _require_python()
         with contextlib.ExitStack() as stack:
             pipes = Pipes(stack, Fds(stack), status=True)
-            fds = [pipes.fds.memfd(data) for data in inputs.values()]
-            targets = [f"{WORK}/{path}" for path in inputs]
+            fds = [pipes.fds.memfd(data) for data in request.inputs.values()]
+            targets = [f"{WORK}/{path}" for path in request.inputs]
             for name, data in commands.etc_files(identity).items():
                 fds.append(pipes.fds.memfd(data))
                 targets.append(f"/etc/{name}")
             work = None
-            if workdir is not None:
-                await asyncio.to_thread(staging.hand_over, workdir, identity)
-                work = Bind(workdir, WORK, writable=True)
-            prefix, user, work, mounts = commands.launcher(stack, identity, limits, work, mounts)
+            if request.workdir is not None:
+                await asyncio.to_thread(staging.hand_over, request.workdir, identity)
+                work = Bind(request.workdir, WORK, writable=True)
+            prefix, user, work, mounts = commands.launcher(
+                stack, identity, request.limits, work, request.mounts
+            )
             args = commands.sandbox_args(
                 bwrap,
                 identity,
-                limits,
+                request.limits,
                 status_fd=pipes.status_w,
                 work=work,
                 inputs=list(zip(fds, targets, strict=True)),
                 binds=mounts,
             )
-            reaper = pipes.reaper(argv, limits, scope="namespace", nproc=True)
-            env = commands.environment(WORK, "/tmp", extra)
+            reaper = pipes.reaper(request.argv, request.limits, scope="namespace", nproc=True)
+            env = commands.environment(WORK, "/tmp", request.env)
             command = Command([*prefix, *args, "--", *reaper], env, [*pipes.inherited, *fds], user)
-            outcome = await _start(command, stdin, pipes, limits, namespace=True)
+            outcome = await _start(command, request.stdin, pipes, request.limits, namespace=True)
         if not outcome.started and not outcome.stopped:
             raise SandboxUnavailable(_diagnosis(outcome.stderr))
         return outcome
 
-    async def _unsafe(
-        self,
-        argv: Sequence[str],
-        limits: Limits,
-        inputs: dict[PurePosixPath, bytes],
-        stdin: bytes | None,
-        workdir: Path | None,
-        extra: dict[str, str],
-        mounts: list[Bind],
-        identity: Identity,
-    ) -> Outcome:
-        log.warning("sandbox_unsafe", argv0=argv[0], reason="no isolation: development mode")
+    async def _unsafe(self, request: _Request, identity: Identity) -> Outcome:
+        log.warning(
+            "sandbox_unsafe", argv0=request.argv[0], reason="no isolation: development mode"
+        )
         _require_python()
         with contextlib.ExitStack() as stack:
-            root = workdir
+            root = request.workdir
             if root is None:
                 root = Path(tempfile.mkdtemp(prefix="singularity-unsafe-"))
                 stack.callback(shutil.rmtree, root, ignore_errors=True)
-            staging.write_files(root, inputs)
+            staging.write_files(root, request.inputs)
             await asyncio.to_thread(staging.hand_over, root, identity)
-            sources = {bind.target: str(bind.source) for bind in mounts}  # no mounts: host paths
-            argv = [sources.get(word, word) for word in argv]
+            sources = {
+                bind.target: str(bind.source) for bind in request.mounts
+            }  # no mounts: host paths
+            argv = [sources.get(word, word) for word in request.argv]
             pipes = Pipes(stack, Fds(stack), status=False)
-            reaper = pipes.reaper(argv, limits, scope="group", nproc=identity.dedicated)
-            env = commands.environment(str(root), str(root), extra)
+            reaper = pipes.reaper(argv, request.limits, scope="group", nproc=identity.dedicated)
+            env = commands.environment(str(root), str(root), request.env)
             user = identity.uid if identity.dedicated else None
             command = Command(reaper, env, pipes.inherited, user, cwd=str(root))
-            outcome = await _start(command, stdin, pipes, limits, namespace=False)
+            outcome = await _start(command, request.stdin, pipes, request.limits, namespace=False)
         if identity.dedicated:
             await sweep.sweep(sweep.of_uid(identity.uid), what="uid")
         return outcome
