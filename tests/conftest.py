@@ -107,10 +107,15 @@ def cluster(settings: Settings, vector_available: bool) -> Iterator[Cluster]:
 def drop_platform(cluster: Cluster) -> None:
     """Remove every database and role a test platform created on an external server."""
     with connection(cluster.maintenance(Database.SHARED_QUEUE)) as conn:
-        for database in Database:
+        instances = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname ~ %s",
+            ("^" + cluster.singularity_database(1) + "_[0-9]+$",),
+        ).fetchall()
+        names = [cluster.database_name(database) for database in Database]
+        for name in names + [row["datname"] for row in instances]:
             conn.execute(
                 psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    psycopg.sql.Identifier(cluster.database_name(database))
+                    psycopg.sql.Identifier(name)
                 )
             )
         for role in Role:

@@ -103,6 +103,22 @@ class Settings(BaseSettings):
     nexus_public_url: str | None = None
     nexus_expiry_policy: Literal["reject", "keep"] = "reject"
 
+    # Singularity: agents, tasks, knowledge, backups.
+    singularity_instance: int = Field(1, ge=1, le=999)
+    singularity_agents_dir: Path | None = None
+    singularity_llm_timeout_s: float = Field(600.0, gt=0, le=86_400)
+    singularity_job_timeout_s: float = Field(900.0, gt=0, le=86_400)
+    singularity_human_timeout_s: float = Field(86_400.0, gt=0, le=30 * 86_400)
+    singularity_task_diff_attempts: int = Field(3, ge=1, le=10)
+    singularity_task_revisions: int = Field(2, ge=0, le=10)
+    singularity_task_test_command: str = "python -m pytest -q"
+    singularity_embedding_model: str | None = None
+    singularity_embedding_base_url: str | None = None
+    singularity_embedding_api_key: SecretStr | None = None
+    singularity_backups: bool = True
+    singularity_backup_hourly_keep: int = Field(6, ge=0, le=1000)
+    singularity_backup_daily_keep: int = Field(7, ge=0, le=1000)
+
     # Our own.
     singularity_home: Path = Field(default_factory=_default_home)
     singularity_db_prefix: str = ""
@@ -158,6 +174,8 @@ class Settings(BaseSettings):
         "openai_model",
         "ollama_api_base",
         "nexus_public_url",
+        "singularity_embedding_model",
+        "singularity_embedding_base_url",
     )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
@@ -184,6 +202,11 @@ class Settings(BaseSettings):
     @property
     def genesis_dir(self) -> Path:
         return self.genesis_data_dir or self.singularity_home / "genesis"
+
+    @property
+    def backup_dir(self) -> Path:
+        """Where `singularity backup` keeps its hourly and daily dumps."""
+        return self.singularity_home / ".db-backup"
 
     def role_password(self, role: str) -> SecretStr | None:
         """The password configured for a service role, if any."""

@@ -24,6 +24,14 @@ def init(
     without_pgvector: bool = typer.Option(
         False, "--without-pgvector", help="Accept a server without pgvector (no embeddings)."
     ),
+    instance: int | None = typer.Option(
+        None,
+        "--instance",
+        min=1,
+        max=999,
+        help="Also create Singularity instance N: its database singularity_N and its reply "
+        "queues (llm_results_N, ...). Default: SINGULARITY_INSTANCE.",
+    ),
 ) -> None:
     """Create (or repair) the databases, roles, pgmq, queues and grants; apply migrations."""
     settings = load()
@@ -32,6 +40,7 @@ def init(
             bootstrap(
                 cluster,
                 require_vector=not without_pgvector,
+                instances=[instance] if instance else [],
                 progress=lambda step: status.update(step),
             )
         )
@@ -46,9 +55,11 @@ def print_report(report: BootstrapReport) -> None:
         f"{len(created)} object(s) created"
         + (f" ({', '.join(report.created_databases)})" if report.created_databases else "")
     )
+    if len(report.instances) > 1:
+        console.print(f"  singularity instances: {', '.join(map(str, report.instances))}")
     for result in report.migrations:
         if result.changed:
-            console.print(f"  migrated {result.database.value}: {result.before} -> {result.after}")
+            console.print(f"  migrated {result.name}: {result.before} -> {result.after}")
     if report.vector == "missing":
         err_console.print("[yellow]warning:[/] pgvector is missing; knowledge search is disabled")
 
@@ -61,7 +72,7 @@ def migrate_command() -> None:
         results = run(migrate(cluster))
     for result in results:
         state = f"{result.before} -> {result.after}" if result.changed else "up to date"
-        console.print(f"{result.database.value}: {state} (head {result.after or 'none'})")
+        console.print(f"{result.name}: {state} (head {result.after or 'none'})")
 
 
 @app.command("status")

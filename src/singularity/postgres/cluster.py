@@ -39,8 +39,29 @@ class Cluster:
     def embedded(self) -> bool:
         return self._embedded is not None
 
+    @property
+    def instance(self) -> int:
+        """Which Singularity instance this is (`SINGULARITY_INSTANCE`)."""
+        return self.settings.singularity_instance
+
+    def with_instance(self, instance: int) -> Cluster:
+        """The same cluster, seen by Singularity instance `instance`."""
+        settings = self.settings.model_copy(update={"singularity_instance": instance})
+        return Cluster(settings, self._embedded)
+
+    def singularity_database(self, instance: int) -> str:
+        """The database of a Singularity instance: the base name for 1, `<base>_N` for N."""
+        base = self._configured_name(Database.SINGULARITY)
+        return base if instance == 1 else f"{base}_{instance}"
+
     def database_name(self, database: Database) -> str:
-        """The real name of a database: its URL's, `NEXUS_DB`, or the prefixed default."""
+        """The real name of a database: its URL's, `NEXUS_DB`, or the prefixed default; for
+        Singularity, this instance's."""
+        if database is Database.SINGULARITY:
+            return self.singularity_database(self.instance)
+        return self._configured_name(database)
+
+    def _configured_name(self, database: Database) -> str:
         url = getattr(self.settings, _URL_SETTING[database])
         if url is not None and not self.embedded:
             name = conninfo_to_dict(url.get_secret_value()).get("dbname")

@@ -31,6 +31,7 @@ class MigrationResult:
     database: Database
     before: str | None
     after: str | None
+    name: str = ""  # the real database name (an instance's, for Singularity)
 
     @property
     def changed(self) -> bool:

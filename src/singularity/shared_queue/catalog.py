@@ -5,7 +5,8 @@ This table is the access matrix: `db init` grants exactly what it says, and noth
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 from singularity.postgres.topology import Role
 from singularity.shared_queue.messages import (
@@ -23,7 +24,16 @@ from singularity.shared_queue.messages import (
     validate_queue_name,
 )
 
-__all__ = ["QUEUES", "QueueSpec", "dead_letter_queue", "queue_spec"]
+__all__ = [
+    "QUEUES",
+    "REPLY_QUEUES",
+    "QueueSpec",
+    "dead_letter_queue",
+    "instance_of",
+    "instance_queues",
+    "queue_spec",
+    "reply_queue",
+]
 
 DLQ_SUFFIX = "_dlq"
 
@@ -57,10 +67,49 @@ QUEUES: tuple[QueueSpec, ...] = (
 
 _BY_NAME = {spec.name: spec for spec in QUEUES}
 
+# The queues that carry answers back to a Singularity instance: instance N > 1 has its own
+# copy of each (`llm_results_2`), so that instances sharing one bus get only their own results.
+REPLY_QUEUES: tuple[str, ...] = (
+    "llm_results",
+    "approval_responses",
+    "question_responses",
+    "job_results",
+    "experiment_results",
+)
+_INSTANCE_QUEUE = re.compile(
+    rf"^(?P<base>{'|'.join(REPLY_QUEUES)})_(?P<instance>[1-9][0-9]{{0,2}})$"  # instances 2-999
+)
+
 
 def queue_spec(name: str) -> QueueSpec | None:
-    """The catalog entry of a queue, or None for a queue outside the catalog."""
+    """The catalog entry of a queue (an instance's reply queue has its base queue's), or None
+    for a queue outside the catalog."""
+    match = _INSTANCE_QUEUE.match(name)
+    if match is not None:
+        return replace(_BY_NAME[match["base"]], name=name)
     return _BY_NAME.get(name)
+
+
+def reply_queue(base: str, instance: int) -> str:
+    """The queue on which Singularity instance `instance` receives `base`'s answers."""
+    if base not in REPLY_QUEUES:
+        raise ValueError(f"{base!r} is not a reply queue")
+    return base if instance == 1 else validate_queue_name(f"{base}_{instance}")
+
+
+def instance_queues(instance: int) -> tuple[QueueSpec, ...]:
+    """The reply queues of an instance beyond the catalog's (none for instance 1)."""
+    if instance == 1:
+        return ()
+    return tuple(replace(_BY_NAME[base], name=reply_queue(base, instance)) for base in REPLY_QUEUES)
+
+
+def instance_of(queue: str) -> int | None:
+    """The instance whose reply queue this is (1 for the catalog's), or None."""
+    if queue in REPLY_QUEUES:
+        return 1
+    match = _INSTANCE_QUEUE.match(queue)
+    return int(match["instance"]) if match else None
 
 
 def dead_letter_queue(name: str) -> str:
