@@ -1,9 +1,11 @@
-"""CentralCloud prunes the archives as the centralcloud role, on its own schedule."""
+"""CentralCloud prunes the archives as the centralcloud role, and learns, on its own schedule."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
+from centralcloud.support import Archives
 from singularity.centralcloud.service import CentralCloud
 from singularity.config import Settings
 from singularity.postgres.cluster import Cluster
@@ -39,3 +41,29 @@ async def test_the_service_prunes_expired_archives_and_keeps_running(
         async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
             await conn.execute("DELETE FROM pgmq.a_llm_results WHERE msg_id < 0")
     assert rows == [(-2,)]
+
+
+async def test_the_service_learns_from_the_archives_on_schedule(
+    cluster: Cluster, settings: Settings, archives: Archives, tag: str
+) -> None:
+    code = f"import lib{tag}\n"
+    await archives.add(
+        "job_requests", {"id": f"j{tag}", "code": code, "language": "python"}, datetime.now(UTC)
+    )
+    service = CentralCloud(report_every_s=0.05, learn_every_s=0.05, learn_settle_s=0)
+    stop = asyncio.Event()
+    running = asyncio.create_task(service.run(ServiceContext(settings, cluster), stop))
+    query = "SELECT jobs FROM library_usage WHERE language = 'python' AND library = %s"
+    try:
+        async with async_connection(cluster.admin(Database.CENTRALCLOUD)) as conn:
+            for _ in range(100):
+                row = await (await conn.execute(query, (f"lib{tag}",))).fetchone()
+                if row is not None:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # several more runs: still counted once
+            again = await (await conn.execute(query, (f"lib{tag}",))).fetchone()
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)
+    assert row == (1,) and again == (1,)

@@ -1,4 +1,4 @@
-"""CentralCloud's loop: prune the archives on schedule and report the state of the bus."""
+"""CentralCloud's loop: prune the archives, report the state of the bus, learn from the archives."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import contextlib
 import psycopg
 import structlog
 
+from singularity.centralcloud.learning import Learner, LearningCounts
+from singularity.centralcloud.pools import archive_reader, centralcloud_store
 from singularity.errors import DatabaseUnavailable
 from singularity.postgres.connect import async_connection, describe_error
+from singularity.postgres.endpoint import Endpoint
 from singularity.postgres.topology import Database, Role
 from singularity.service_context import ServiceContext
 from singularity.shared_queue import list_queues, prune_archives, queue_metrics
@@ -25,17 +28,36 @@ class CentralCloud:
 
     name = "centralcloud"
 
-    def __init__(self, retention_every_s: float = 3600.0, report_every_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        retention_every_s: float = 3600.0,
+        report_every_s: float = 60.0,
+        learn_every_s: float = 300.0,
+        learn_settle_s: float = 30.0,
+    ) -> None:
         self.retention_every_s = retention_every_s
         self.report_every_s = report_every_s
+        self.learn_every_s = learn_every_s
+        self.learn_settle_s = learn_settle_s
 
     async def run(self, context: ServiceContext, stop: asyncio.Event) -> None:
         endpoint = context.cluster.service(Role.CENTRALCLOUD, Database.SHARED_QUEUE)
         days = context.settings.shared_queue_retention_days
         await require_bus(endpoint)
-        log.info("centralcloud_started", retention_days=days, bus=str(endpoint))
-        next_prune = 0.0
+        async with (
+            archive_reader(context.cluster) as reader,
+            centralcloud_store(context.cluster) as store,
+        ):
+            learner = Learner(reader, store, settle_s=self.learn_settle_s)
+            log.info("centralcloud_started", retention_days=days, bus=str(endpoint))
+            await self._loop(endpoint, days, learner, stop)
+        log.info("centralcloud_stopped")
+
+    async def _loop(
+        self, endpoint: Endpoint, days: int, learner: Learner, stop: asyncio.Event
+    ) -> None:
         loop = asyncio.get_running_loop()
+        next_prune = next_learn = 0.0
         while not stop.is_set():
             try:
                 async with async_connection(endpoint) as conn:
@@ -45,9 +67,11 @@ class CentralCloud:
                     await self.report(conn)
             except (psycopg.Error, DatabaseUnavailable) as exc:
                 log.warning("centralcloud_cycle_failed", error=describe_error(exc))
+            if loop.time() >= next_learn and not stop.is_set():
+                await self.learn(learner, stop)
+                next_learn = loop.time() + self.learn_every_s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.report_every_s)
-        log.info("centralcloud_stopped")
 
     async def prune(self, conn: psycopg.AsyncConnection, days: int) -> dict[str, int]:
         pruned = await prune_archives(conn, await list_queues(conn), days=days)
@@ -59,3 +83,13 @@ class CentralCloud:
         waiting = {m.queue: m.length for m in metrics if m.length}
         dead = {m.queue: m.length for m in metrics if m.queue.endswith("_dlq") and m.length}
         log.info("bus_status", queues=len(metrics), waiting=waiting, dead_letters=dead)
+
+    async def learn(self, learner: Learner, stop: asyncio.Event | None = None) -> LearningCounts:
+        """One learning run over what is new in the archives; a failure is logged, not raised."""
+        try:
+            counts = await learner.learn(stop)
+        except (psycopg.Error, DatabaseUnavailable) as exc:
+            log.warning("learning_failed", error=describe_error(exc))
+            return LearningCounts()
+        log.info("learning_done", **counts.as_dict())
+        return counts
