@@ -15,7 +15,7 @@ from singularity.bootstrap import bootstrap
 from singularity.config import Settings, load_settings
 from singularity.errors import MissingPrivilege
 from singularity.postgres.cluster import Cluster
-from singularity.postgres.connect import connection
+from singularity.postgres.connect import async_connection, connection
 from singularity.postgres.provision import VectorMissing
 from singularity.postgres.topology import Database, Role
 from singularity.shared_queue import QUEUES
@@ -134,3 +134,21 @@ def test_an_administrator_without_superuser_can_bootstrap(
     finally:
         superuser = cluster.maintenance(Database.SHARED_QUEUE).user  # the session's admin
         drop_platform(Cluster(admin.settings.model_copy(update={"db_user": superuser})))
+
+
+async def test_a_later_bootstrap_keeps_the_instances_the_bus_has(
+    cluster: Cluster, vector_available: bool
+) -> None:
+    await bootstrap(cluster, instances=[5], require_vector=vector_available)
+    report = await bootstrap(cluster, require_vector=vector_available)
+    assert 5 in report.instances
+    assert cluster.with_instance(5).database_name(Database.SINGULARITY).endswith("singularity_5")
+    async with async_connection(cluster.service(Role.NEXUS, Database.SHARED_QUEUE)) as conn:
+        await conn.execute("SELECT pgmq.send('llm_results_5', '{\"request_id\": \"r\"}')")
+    async with async_connection(cluster.service(Role.SINGULARITY, Database.SHARED_QUEUE)) as conn:
+        row = await (await conn.execute("SELECT msg_id FROM pgmq.pop('llm_results_5')")).fetchone()
+        assert row is not None
+    five = cluster.with_instance(5).service(Role.SINGULARITY, Database.SINGULARITY)
+    async with async_connection(five) as conn:
+        row = await (await conn.execute("SELECT count(*) FROM tasks")).fetchone()
+        assert row == (0,)

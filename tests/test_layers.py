@@ -30,11 +30,13 @@ def test_public_api_names_exist(module: str) -> None:
 
 def test_unknown_services_are_named_with_the_choices() -> None:
     with pytest.raises(
-        UsageError, match="unknown service 'x'; choose one of: centralcloud, genesis, nexus"
+        UsageError,
+        match="unknown service 'x'; choose one of: centralcloud, genesis, nexus, singularity",
     ):
         resolve_services(["x"])
     assert [s.name for s in resolve_services(list(SERVICES))] == [
         "centralcloud",
+        "singularity",
         "genesis",
         "nexus",
     ]

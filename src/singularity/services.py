@@ -28,9 +28,16 @@ def _nexus() -> Service:
     return Nexus()
 
 
+def _singularity() -> Service:
+    from singularity.orchestrator.service import Singularity
+
+    return Singularity()
+
+
 # Later services register here; `up` runs all of them.
 SERVICES: dict[str, Callable[[], Service]] = {
     "centralcloud": _centralcloud,
+    "singularity": _singularity,
     "genesis": _genesis,
     "nexus": _nexus,
 }

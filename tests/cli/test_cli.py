@@ -222,7 +222,7 @@ def test_up_runs_until_ctrl_c_and_stops_cleanly(cluster: Cluster, vector_availab
     up = _start("up", *flags, port=port)
     banner = _wait_for(up.stdout, "Press Ctrl-C to stop")
     assert "Singularity is running" in banner
-    assert "centralcloud, genesis, nexus" in banner
+    assert "centralcloud, singularity, genesis, nexus" in banner
     token = ui_token(load_settings(_env_file=None))
     assert f"http://127.0.0.1:{port}/?token={token}" in banner
     _wait_for(up.stderr, "nexus_started")
@@ -233,6 +233,7 @@ def test_up_runs_until_ctrl_c_and_stops_cleanly(cluster: Cluster, vector_availab
     assert up.returncode == 0, err
     assert "stopped" in out
     assert "centralcloud_stopped" in err and "nexus_stopped" in err
+    assert "singularity_stopped" in err
     assert "Traceback" not in err
 
 

@@ -7,7 +7,18 @@ import sys
 import psycopg
 import typer
 
-from singularity.cli import config_cmd, db_cmd, genesis_cmd, nexus_cmd, queue_cmd, service_cmd
+import singularity.cli.analytics_cmd as analytics_cmd
+import singularity.cli.backup_cmd as backup_cmd
+import singularity.cli.knowledge_cmd as knowledge_cmd
+from singularity.cli import (
+    config_cmd,
+    db_cmd,
+    genesis_cmd,
+    nexus_cmd,
+    queue_cmd,
+    service_cmd,
+    task_cmd,
+)
 from singularity.cli.common import err_console
 from singularity.errors import SingularityError
 from singularity.postgres.connect import describe_error
@@ -27,6 +38,12 @@ app.add_typer(queue_cmd.app, name="queue")
 app.add_typer(genesis_cmd.app, name="genesis")
 app.add_typer(nexus_cmd.app, name="nexus")
 app.add_typer(nexus_cmd.hitl_app, name="hitl")
+app.add_typer(analytics_cmd.app, name="analytics")
+app.add_typer(backup_cmd.app, name="backup")
+app.add_typer(knowledge_cmd.app, name="knowledge")
+app.command("task")(task_cmd.task)
+app.command("tasks")(task_cmd.tasks)
+app.command("agents")(task_cmd.agents)
 app.command("up")(service_cmd.up)
 app.command("run")(service_cmd.run_service)
 

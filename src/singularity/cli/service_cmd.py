@@ -92,6 +92,7 @@ def _welcome(settings: Settings, cluster: Cluster, services: list[Service]) -> P
         'ask:    [cyan]singularity nexus ask "Explain pgmq in one line"[/]',
         "review: [cyan]singularity hitl list[/]",
         "code:   [cyan]singularity genesis check[/]",
+        'task:   [cyan]singularity task "Add a docstring to add()" --repo PATH[/]',
         "Press [bold]Ctrl-C[/] to stop.",
     ]
     return Panel("\n".join(lines), title="Singularity is running", expand=False)

@@ -1,0 +1,223 @@
+"""`singularity task`, `singularity tasks` and `singularity agents`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from singularity.cli.common import console, err_console, load
+from singularity.config import Settings
+from singularity.database import open_cluster
+from singularity.errors import UsageError
+from singularity.orchestrator.agents import AGENT_KINDS, load_agents
+from singularity.orchestrator.platform import connect
+from singularity.orchestrator.store import TaskRecord
+
+__all__ = ["agents", "task", "tasks"]
+
+_STATES = {
+    "planning": "planning with the model (architect)",
+    "coding": "writing the diff (coder)",
+    "validating": "running the tests in the Genesis sandbox",
+    "reviewing": "waiting for a reviewer in the Nexus web UI",
+    "applying": "applying the approved diff",
+}
+
+
+def task(
+    description: str = typer.Argument("", help="What the agent should do."),
+    repo: Path = typer.Option(Path("."), "--repo", help="The repository to work on."),
+    agent: str = typer.Option("coder", "--agent", help="The agent kind: " + ", ".join(AGENT_KINDS)),
+    test_command: str | None = typer.Option(
+        None, "--test", help="The command that runs the repository's tests in the sandbox."
+    ),
+    resume: int | None = typer.Option(
+        None, "--resume", help="Go on with an unfinished task (by id) instead of a new one."
+    ),
+) -> None:
+    """Run one task with live progress: plan, diff, sandboxed tests, human approval, apply."""
+    if resume is None and not description.strip():
+        raise UsageError('say what the task is: singularity task "DESCRIPTION" --repo PATH')
+    if agent not in AGENT_KINDS:
+        raise UsageError(f"unknown agent {agent!r}; choose one of: {', '.join(AGENT_KINDS)}")
+    if resume is None and not repo.is_dir():
+        raise UsageError(f"--repo {str(repo)!r} is not a directory")
+    settings = load()
+    command = test_command or settings.singularity_task_test_command
+    with open_cluster(settings) as cluster:
+        record = asyncio.run(_task(settings, cluster, description, repo, agent, command, resume))
+    _print_outcome(record)
+    if record.outcome != "applied":
+        raise typer.Exit(1)
+
+
+async def _task(
+    settings: Settings,
+    cluster: Any,
+    description: str,
+    repo: Path,
+    kind: str,
+    test_command: str,
+    resume: int | None,
+) -> TaskRecord:
+    from singularity.orchestrator.service import task_runner  # the runner's imports are heavy
+
+    async with connect(cluster, settings, name="singularity-task") as connected:
+        runner = task_runner(connected, settings)
+        if resume is None:
+            agent_id = f"{kind}-{cluster.instance}"
+            task_id = await runner.create(
+                description, repo, kind=kind, agent_id=agent_id, test_command=test_command
+            )
+        else:
+            task_id = resume
+        console.print(f"task [bold]{task_id}[/] ({kind})")
+        with err_console.status("gathering context") as status:
+
+            def progress(state: str, message: str) -> None:
+                console.print(f"  [green]✓[/] {message}")
+                status.update(_STATES.get(state, state))
+
+            try:
+                return await runner.run(task_id, progress)
+            except asyncio.CancelledError:
+                err_console.print(
+                    f"task {task_id} paused; go on with `singularity task --resume {task_id}` "
+                    "(a running Singularity service takes it over by itself)"
+                )
+                raise
+
+
+def _print_outcome(record: TaskRecord) -> None:
+    cost = record.data.get("cost", {})
+    spent = cost.get("cost_usd")
+    tokens = int((cost.get("prompt_tokens") or 0) + (cost.get("completion_tokens") or 0))
+    if record.outcome == "applied":
+        applied = record.data.get("applied", {})
+        where = f"on branch [bold]{applied['branch']}[/]" if applied.get("branch") else "in place"
+        console.print(
+            f"[green]applied[/] {where}: {', '.join(applied.get('files', []))}; "
+            f"{tokens} tokens, " + (f"${spent:.4f}" if spent is not None else "cost unknown")
+        )
+    else:
+        console.print(f"[red]{record.outcome or record.state}[/]: {record.error or ''}")
+
+
+def tasks(
+    task_id: int | None = typer.Argument(None, help="Show one task with its steps."),
+    limit: int = typer.Option(50, "--limit", min=1, help="How many tasks to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The tasks of this instance, newest first (or one task in detail)."""
+    settings = load()
+    with open_cluster(settings) as cluster:
+        if task_id is not None:
+            record, events = asyncio.run(_one(settings, cluster, task_id))
+            if as_json:
+                body = {**record.model_dump(mode="json"), "events": events}
+                console.print_json(json.dumps(body))
+                return
+            _print_task(record, events)
+            return
+        rows = asyncio.run(_list(settings, cluster, limit))
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    table = Table(title="Tasks")
+    for column in ("id", "agent", "state", "outcome", "tokens", "cost", "description"):
+        table.add_column(column)
+    for row in rows:
+        cost = "-" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}"
+        table.add_row(
+            str(row["id"]),
+            row["agent_id"],
+            row["state"],
+            row["outcome"] or "-",
+            str(row["tokens"]),
+            cost,
+            row["description"][:60],
+        )
+    console.print(table)
+
+
+async def _one(settings: Settings, cluster: Any, task_id: int) -> tuple[TaskRecord, list[Any]]:
+    async with connect(cluster, settings, name="singularity-cli", inbox=False) as connected:
+        record = await connected.store.task(task_id)
+        events = await connected.store.events(task_id)
+    return record, [e.model_dump(mode="json") for e in events]
+
+
+async def _list(settings: Settings, cluster: Any, limit: int) -> list[dict[str, Any]]:
+    async with connect(cluster, settings, name="singularity-cli", inbox=False) as connected:
+        return await connected.store.tasks(limit)
+
+
+def _print_task(record: TaskRecord, events: list[dict[str, Any]]) -> None:
+    console.print(
+        f"task [bold]{record.id}[/] by {record.agent_id}: {record.state}"
+        + (f" ({record.outcome})" if record.outcome else "")
+    )
+    console.print(f"  {record.description}")
+    console.print(f"  repo {record.repo}, tests `{record.test_command}`")
+    for event in events:
+        console.print(f"  {event['at'][11:19]} [dim]{event['state']:<10}[/] {event['message']}")
+    if record.error:
+        console.print(f"  [red]{record.error}[/]")
+
+
+def agents(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The agent kinds with their prompt files, and the agents that have worked here."""
+    settings = load()
+    kinds = load_agents(settings)
+    with open_cluster(settings) as cluster:
+        rows = asyncio.run(_agents(settings, cluster))
+    if as_json:
+        body = {
+            "kinds": [
+                {"name": k.name, "description": k.description, "prompts": _sources(k.sources)}
+                for k in kinds
+            ],
+            "agents": rows,
+        }
+        console.print_json(json.dumps(body, default=str))
+        return
+    table = Table(title="Agent kinds")
+    for column in ("kind", "what it does", "prompts"):
+        table.add_column(column)
+    for kind in kinds:
+        table.add_row(kind.name, kind.description, _prompt_dirs(kind.sources))
+    console.print(table)
+    table = Table(title="Agents")
+    for column in ("agent", "kind", "tasks", "applied", "open", "llm calls", "tokens", "cost"):
+        table.add_column(column)
+    for row in rows:
+        cost = "-" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}"
+        table.add_row(
+            row["id"],
+            row["kind"],
+            str(row["tasks"]),
+            str(row["applied"]),
+            str(row["open"]),
+            str(row["llm_calls"]),
+            str(row["tokens"]),
+            cost,
+        )
+    console.print(table)
+
+
+async def _agents(settings: Settings, cluster: Any) -> list[dict[str, Any]]:
+    async with connect(cluster, settings, name="singularity-cli", inbox=False) as connected:
+        return await connected.store.agents()
+
+
+def _sources(sources: Any) -> dict[str, str]:
+    return {name: str(path) for name, path in sources.items()}
+
+
+def _prompt_dirs(sources: Any) -> str:
+    return "\n".join(sorted({str(Path(path).parent) for path in sources.values()}))

@@ -1,0 +1,273 @@
+"""Asking the platform: `llm`, `approval`, `ask`, `run_code` and `experiment`.
+
+Each call records its request in the singularity database, then publishes it with a
+`request_id` and this instance's `reply_to`, and resolves when the matching result arrives.
+A call made for a task's step (`task_id` and `step`) is the same request every time it is
+made: after a restart, the step asks again, finds its recorded request, and gets the answer
+that arrived meanwhile (or waits for it) instead of asking twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from singularity.config import Settings
+from singularity.errors import SingularityError
+from singularity.orchestrator.flows import FLOWS, Kind
+from singularity.orchestrator.store import SingularityStore
+from singularity.shared_queue import (
+    ApprovalResponse,
+    ExperimentResult,
+    JobResult,
+    LlmResult,
+    Publisher,
+    QuestionResponse,
+)
+
+__all__ = ["LlmFailed", "PlatformClient", "RequestTimedOut"]
+
+log = structlog.get_logger(__name__)
+
+# How often a waiting call looks in the database for an answer recorded by another process
+# (the answer recorded here resolves it at once).
+_POLL_S = 0.25
+
+
+class RequestTimedOut(SingularityError):
+    """No answer came in time; says who should have answered."""
+
+
+class LlmFailed(SingularityError):
+    """Nexus answered with an error instead of a completion."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"the model call failed: {code}: {message}")
+        self.code = code
+
+
+class PlatformClient:
+    """One Singularity instance's way of asking the other services, over the bus."""
+
+    def __init__(
+        self, store: SingularityStore, publisher: Publisher, settings: Settings, instance: int
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.settings = settings
+        self.instance = instance
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def llm(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        agent_id: str,
+        task_type: str,
+        complexity: str | None = None,
+        task_id: int | None = None,
+        step: str | None = None,
+        timeout_s: float | None = None,
+    ) -> LlmResult:
+        """A model call routed by Nexus; raises LlmFailed when Nexus answers with an error."""
+        body: dict[str, Any] = {
+            "agent_id": agent_id,
+            "task_type": task_type,
+            "messages": list(messages),
+        }
+        if complexity is not None:
+            body["complexity"] = complexity
+        raw = await self.request("llm", body, task_id=task_id, step=step, timeout_s=timeout_s)
+        result = LlmResult.model_validate(raw)
+        if result.error is not None:
+            raise LlmFailed(result.error.code, result.error.message)
+        return result
+
+    async def approval(
+        self,
+        *,
+        file_path: str,
+        diff: str,
+        description: str | None = None,
+        agent_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+        task_id: int | None = None,
+        step: str | None = None,
+        timeout_s: float | None = None,
+    ) -> ApprovalResponse:
+        """A human's decision on a change, through the Nexus web UI."""
+        body = {"file_path": file_path, "diff": diff, "description": description, **(extra or {})}
+        if agent_id is not None:
+            body["agent_id"] = agent_id
+        raw = await self.request(
+            "approval", body, task_id=task_id, step=step, timeout_s=timeout_s, human=True
+        )
+        return ApprovalResponse.model_validate(raw)
+
+    async def ask(
+        self,
+        question: str,
+        *,
+        context: Any = None,
+        agent_id: str | None = None,
+        task_id: int | None = None,
+        step: str | None = None,
+        timeout_s: float | None = None,
+    ) -> str:
+        """A human's answer to a question, through the Nexus web UI."""
+        body: dict[str, Any] = {"question": question, "context": context}
+        if agent_id is not None:
+            body["agent_id"] = agent_id
+        raw = await self.request(
+            "question", body, task_id=task_id, step=step, timeout_s=timeout_s, human=True
+        )
+        return QuestionResponse.model_validate(raw).response
+
+    async def run_code(
+        self,
+        code: str,
+        language: str,
+        *,
+        mode: str | None = None,
+        stdin: str | None = None,
+        files: dict[str, str] | None = None,
+        limits: dict[str, Any] | None = None,
+        agent_id: str | None = None,
+        task_id: int | None = None,
+        step: str | None = None,
+        timeout_s: float | None = None,
+    ) -> JobResult:
+        """Code run by Genesis in its sandbox."""
+        body: dict[str, Any] = {"code": code, "language": language, "mode": mode, "stdin": stdin}
+        body.update(files=files, limits=limits, agent_id=agent_id)
+        raw = await self.request("job", body, task_id=task_id, step=step, timeout_s=timeout_s)
+        return JobResult.model_validate(raw)
+
+    async def experiment(
+        self,
+        *,
+        repo: str,
+        diff: str,
+        test_command: str,
+        junit_path: str | None = None,
+        limits: dict[str, Any] | None = None,
+        agent_id: str | None = None,
+        task_id: int | None = None,
+        step: str | None = None,
+        timeout_s: float | None = None,
+    ) -> ExperimentResult:
+        """A diff tried by Genesis on a copy of `repo`, against its tests."""
+        body: dict[str, Any] = {"repo": repo, "diff": diff, "test_command": test_command}
+        body.update(junit_path=junit_path, limits=limits, agent_id=agent_id)
+        raw = await self.request(
+            "experiment", body, task_id=task_id, step=step, timeout_s=timeout_s
+        )
+        return ExperimentResult.model_validate(raw)
+
+    async def request(
+        self,
+        kind: Kind,
+        body: dict[str, Any],
+        *,
+        task_id: int | None = None,
+        step: str | None = None,
+        timeout_s: float | None = None,
+        human: bool = False,
+    ) -> dict[str, Any]:
+        """Record, send and await one request; the raw result body."""
+        flow = FLOWS[kind]
+        timeout = timeout_s if timeout_s is not None else flow.timeout_s(self.settings)
+        if (task_id is None) != (step is None):
+            raise ValueError("a task's request names both its task_id and its step")
+        request_id, queue, message, sent = await self._recorded(
+            kind, body, task_id, step, timeout, human
+        )
+        if isinstance(sent, dict):
+            return sent
+        waiter = self._waiters.setdefault(request_id, asyncio.get_running_loop().create_future())
+        try:
+            if not sent:
+                await self.publisher.send(queue, message)
+                await self.store.mark_sent(request_id)
+                log.info("request_sent", kind=kind, request_id=request_id, queue=queue, step=step)
+            return await self._wait(request_id, waiter, timeout, kind)
+        finally:
+            self._waiters.pop(request_id, None)
+
+    def resolve(self, request_id: str, result: dict[str, Any]) -> None:
+        """An answer recorded by this process's inbox: wake its caller at once."""
+        waiter = self._waiters.get(request_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+
+    async def _recorded(
+        self,
+        kind: Kind,
+        body: dict[str, Any],
+        task_id: int | None,
+        step: str | None,
+        wait_s: float,
+        human: bool,
+    ) -> tuple[str, str, dict[str, Any], bool | dict[str, Any]]:
+        """(request_id, queue, message, sent): `sent` is the answer when one is recorded."""
+        flow = FLOWS[kind]
+        if task_id is not None and step is not None:
+            existing = await self.store.step_request(task_id, step)
+            if existing is not None:
+                if existing.result is not None and existing.answered_at is not None:
+                    return existing.request_id, existing.queue, existing.body, existing.result
+                return existing.request_id, existing.queue, existing.body, bool(existing.sent_at)
+        request_id = str(uuid.uuid4())
+        message = {k: v for k, v in body.items() if v is not None}
+        message.update(request_id=request_id, reply_to=flow.reply_to(self.instance))
+        if flow.id_field:
+            message["id"] = request_id
+        deadline = datetime.now(UTC) + timedelta(seconds=wait_s)
+        if human:
+            message["deadline"] = deadline.isoformat()
+        # Refuse a malformed request here, with the reason, rather than at the consumer.
+        message = flow.request.model_validate(message).model_dump(mode="json", exclude_none=True)
+        recorded = await self.store.record_request(
+            request_id=request_id,
+            task_id=task_id,
+            step=step,
+            kind=kind,
+            queue=flow.requests,
+            reply_to=message["reply_to"],
+            body=message,
+            deadline=deadline,
+        )
+        if not recorded:  # another runner recorded this step first
+            assert task_id is not None and step is not None
+            return await self._recorded(kind, body, task_id, step, wait_s, human)
+        return request_id, flow.requests, message, False
+
+    async def _wait(
+        self,
+        request_id: str,
+        waiter: asyncio.Future[dict[str, Any]],
+        wait_s: float,
+        kind: Kind,
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                flow = FLOWS[kind]
+                raise RequestTimedOut(
+                    f"no answer to {kind} request {request_id} on "
+                    f"{flow.reply_to(self.instance)} after {wait_s:g} s: is {flow.answerer} "
+                    "running?"
+                )
+            try:
+                return await asyncio.wait_for(asyncio.shield(waiter), min(_POLL_S, remaining))
+            except TimeoutError:
+                answer = await self.store.answer(request_id)
+                if answer is not None:
+                    return answer

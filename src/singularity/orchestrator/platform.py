@@ -1,0 +1,79 @@
+"""Opening one Singularity instance's view of the platform: its database, the bus, and the
+inbox that brings its answers back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from singularity.config import Settings
+from singularity.errors import SingularityError
+from singularity.orchestrator.client import PlatformClient
+from singularity.orchestrator.inbox import inbox_consumers
+from singularity.orchestrator.store import SingularityStore
+from singularity.postgres.cluster import Cluster
+from singularity.postgres.connect import async_connection, open_pool
+from singularity.postgres.topology import Database, Role
+from singularity.shared_queue import Bus, open_bus
+from singularity.shared_queue.catalog import instance_queues
+from singularity.shared_queue.install import missing_queues, require_bus
+
+__all__ = ["Connected", "connect"]
+
+
+@dataclass(frozen=True)
+class Connected:
+    """An instance's client, store and bus while `connect()` is open."""
+
+    client: PlatformClient
+    store: SingularityStore
+    bus: Bus
+    cluster: Cluster
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    cluster: Cluster, settings: Settings, *, name: str = "singularity", inbox: bool = True
+) -> AsyncIterator[Connected]:
+    """The instance's client; with `inbox`, its answers are consumed while this is open."""
+    bus_endpoint = cluster.service(Role.SINGULARITY, Database.SHARED_QUEUE)
+    await require_bus(bus_endpoint)
+    await _require_instance(cluster)
+    async with contextlib.AsyncExitStack() as stack:
+        bus = await stack.enter_async_context(
+            open_bus(bus_endpoint, settings, name=f"{name}-bus", max_connections=8)
+        )
+        pool = await open_pool(
+            cluster.service(Role.SINGULARITY, Database.SINGULARITY), name=f"{name}-db", max_size=8
+        )
+        stack.push_async_callback(pool.close)
+        store = SingularityStore(pool)
+        client = PlatformClient(store, bus.publisher, settings, cluster.instance)
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        if inbox:
+            tasks = [
+                asyncio.create_task(consumer.run(stop), name=f"inbox:{consumer.queue}")
+                for consumer in inbox_consumers(bus, store, client)
+            ]
+        try:
+            yield Connected(client, store, bus, cluster)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _require_instance(cluster: Cluster) -> None:
+    """Instance N > 1 needs its reply queues: say how to create them."""
+    specs = instance_queues(cluster.instance)
+    if not specs:
+        return
+    async with async_connection(cluster.service(Role.SINGULARITY, Database.SHARED_QUEUE)) as conn:
+        missing = await missing_queues(conn, specs)
+    if missing:
+        raise SingularityError(
+            f"Singularity instance {cluster.instance} is not set up (missing queue "
+            f"{missing[0]!r}): run `singularity db init --instance {cluster.instance}`"
+        )

@@ -1,0 +1,64 @@
+"""`singularity task`, `tasks`, `agents` and `db init --instance`, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import singularity
+from singularity.postgres.cluster import Cluster
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["task"], 'say what the task is: singularity task "DESCRIPTION" --repo PATH'),
+        (["task", "x", "--repo", "/no/such/dir"], "--repo '/no/such/dir' is not a directory"),
+        (["task", "x", "--agent", "bogus"], "unknown agent 'bogus'; choose one of: architect"),
+        (["tasks", "999999"], "there is no task 999999"),
+        (["tasks", "--limit", "0"], "Invalid value for '--limit'"),
+        (["db", "init", "--instance", "0"], "Invalid value for '--instance'"),
+    ],
+)
+def test_bad_input_gets_one_line(cluster: Cluster, args: list[str], message: str) -> None:
+    result = singularity(*args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+
+
+def test_an_instance_without_its_queues_names_the_command(cluster: Cluster) -> None:
+    result = singularity("tasks", env={"SINGULARITY_INSTANCE": "41"})
+    assert result.returncode == 1
+    assert "run `singularity db init --instance 41`" in result.stderr
+
+
+def test_agents_lists_the_kinds_and_where_their_prompts_come_from(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    home_agents = tmp_path / "agents" / "qa"
+    home_agents.mkdir(parents=True)
+    (home_agents / "system.md").write_text("You are a careful tester.\n")
+    result = singularity(
+        "agents", "--json", env={"SINGULARITY_AGENTS_DIR": str(tmp_path / "agents")}
+    )
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    kinds = {kind["name"]: kind for kind in body["kinds"]}
+    assert set(kinds) == {"architect", "coder", "qa", "self-improving-agent"}
+    assert kinds["qa"]["prompts"]["system"] == str(home_agents / "system.md")
+    assert kinds["coder"]["prompts"]["system"].endswith("prompts/coder/system.md")
+
+
+def test_db_init_instance_creates_its_database_and_queues(cluster: Cluster) -> None:
+    result = singularity("db", "init", "--instance", "4", "--without-pgvector")
+    assert result.returncode == 0, result.stderr
+    assert "singularity instances: 1, " in result.stdout and ", 4" in result.stdout
+    listed = singularity("tasks", "--json", env={"SINGULARITY_INSTANCE": "4"})
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    queues = singularity("queue", "list")
+    assert "llm_results_4" in queues.stdout and "experiment_results_4_dlq" in queues.stdout
