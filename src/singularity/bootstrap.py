@@ -32,10 +32,10 @@ from singularity.postgres.provision import (
 from singularity.postgres.sql import QUERIES
 from singularity.postgres.topology import OWNER, Database, Role
 from singularity.shared_queue.catalog import QUEUES, instance_of, instance_queues
-from singularity.shared_queue.install import install_bus
+from singularity.shared_queue.install import BusInstall, install_bus
 from singularity.shared_queue.metrics import list_queues
 
-__all__ = ["BootstrapReport", "bootstrap", "bus_instances", "migrate"]
+__all__ = ["BootstrapReport", "bootstrap", "bus_instances", "migrate", "repair_bus"]
 
 Progress = Callable[[str], None]
 
@@ -104,16 +104,29 @@ async def bootstrap(
         for each in [cluster, *extra]:
             vector_error = await _vector(each, report, say) or vector_error
         say("installing pgmq and the queues")
-        roles = {role: cluster.role_name(role) for role in Role}
-        queues = [*QUEUES, *(spec for n in report.instances for spec in instance_queues(n))]
-        async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
-            bus = await install_bus(conn, roles, queues)
+        bus = await _install_bus(cluster, report.instances)
         report.pgmq, report.created_queues = bus.pgmq, bus.created_queues
         report.migrations = await migrate(cluster, instances=report.instances, progress=say)
     report.seconds = time.monotonic() - started
     if vector_error is not None and require_vector:
         raise vector_error
     return report
+
+
+async def repair_bus(cluster: Cluster) -> BusInstall:
+    """The owner's routine pass: every queue of the catalog and of every instance the bus has,
+    with its dead-letter queue and exactly its grants (as the administrator)."""
+    cluster = cluster.with_instance(1)
+    async with async_connection(cluster.maintenance(Database.SHARED_QUEUE)) as home:
+        await home.execute(QUERIES["bootstrap_lock"])
+        return await _install_bus(cluster, [1, *(await bus_instances(cluster))])
+
+
+async def _install_bus(cluster: Cluster, instances: Iterable[int]) -> BusInstall:
+    roles = {role: cluster.role_name(role) for role in Role}
+    queues = [*QUEUES, *(spec for n in sorted(set(instances)) for spec in instance_queues(n))]
+    async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
+        return await install_bus(conn, roles, queues)
 
 
 async def _vector(cluster: Cluster, report: BootstrapReport, say: Progress) -> VectorMissing | None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import psycopg.sql
+
 from centralcloud.support import Archives
 from singularity.centralcloud.service import CentralCloud
 from singularity.config import Settings
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection
-from singularity.postgres.topology import Database
+from singularity.postgres.topology import Database, Role
 from singularity.service_context import ServiceContext
 
 
@@ -67,3 +69,34 @@ async def test_the_service_learns_from_the_archives_on_schedule(
         stop.set()
         await asyncio.wait_for(running, 10)
     assert row == (1,) and again == (1,)
+
+
+async def test_the_service_repairs_a_lost_grant_and_a_dropped_queue(
+    cluster: Cluster, settings: Settings
+) -> None:
+    nexus = cluster.role_name(Role.NEXUS)
+    check = "SELECT has_table_privilege(%s, 'pgmq.q_llm_results', 'INSERT')"
+    exists = "SELECT count(*) FROM pgmq.meta WHERE queue_name = 'question_requests_dlq'"
+    async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
+        await conn.execute(
+            psycopg.sql.SQL("REVOKE INSERT ON pgmq.q_llm_results FROM {}").format(
+                psycopg.sql.Identifier(nexus)
+            )
+        )
+        await conn.execute("SELECT pgmq.drop_queue('question_requests_dlq')")
+        assert await (await conn.execute(check, (nexus,))).fetchone() == (False,)
+    service = CentralCloud(report_every_s=0.05, repair_every_s=0.05, learn_every_s=3600)
+    stop = asyncio.Event()
+    running = asyncio.create_task(service.run(ServiceContext(settings, cluster), stop))
+    try:
+        async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
+            for _ in range(200):
+                granted = await (await conn.execute(check, (nexus,))).fetchone()
+                queues = await (await conn.execute(exists)).fetchone()
+                if granted == (True,) and queues == (1,):
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)
+    assert (granted, queues) == ((True,), (1,))

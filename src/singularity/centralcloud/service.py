@@ -1,4 +1,5 @@
-"""CentralCloud's loop: prune the archives, report the state of the bus, learn from the archives."""
+"""CentralCloud's loop: the owner's work on the bus (queues and grants repaired, archives pruned),
+a report of the bus's state, and learning from the archives."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import contextlib
 import psycopg
 import structlog
 
+from singularity.bootstrap import repair_bus
 from singularity.centralcloud.learning import Learner, LearningCounts
 from singularity.centralcloud.pools import archive_reader, centralcloud_store
-from singularity.errors import DatabaseUnavailable
+from singularity.errors import DatabaseUnavailable, SingularityError
+from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection, describe_error
 from singularity.postgres.endpoint import Endpoint
 from singularity.postgres.topology import Database, Role
@@ -34,7 +37,9 @@ class CentralCloud:
         report_every_s: float = 60.0,
         learn_every_s: float = 300.0,
         learn_settle_s: float = 30.0,
+        repair_every_s: float = 3600.0,
     ) -> None:
+        self.repair_every_s = repair_every_s
         self.retention_every_s = retention_every_s
         self.report_every_s = report_every_s
         self.learn_every_s = learn_every_s
@@ -50,15 +55,25 @@ class CentralCloud:
         ):
             learner = Learner(reader, store, settle_s=self.learn_settle_s)
             log.info("centralcloud_started", retention_days=days, bus=str(endpoint))
-            await self._loop(endpoint, days, learner, stop)
+            await self._loop(endpoint, days, learner, stop, context.cluster)
         log.info("centralcloud_stopped")
 
     async def _loop(
-        self, endpoint: Endpoint, days: int, learner: Learner, stop: asyncio.Event
+        self,
+        endpoint: Endpoint,
+        days: int,
+        learner: Learner,
+        stop: asyncio.Event,
+        cluster: Cluster,
     ) -> None:
         loop = asyncio.get_running_loop()
         next_prune = next_learn = 0.0
+        # `db init` (or `up`) has just done the owner's work; repeat it on schedule.
+        next_repair = loop.time() + self.repair_every_s
         while not stop.is_set():
+            if loop.time() >= next_repair:
+                await self.repair(cluster)
+                next_repair = loop.time() + self.repair_every_s
             try:
                 async with async_connection(endpoint) as conn:
                     if loop.time() >= next_prune:
@@ -72,6 +87,16 @@ class CentralCloud:
                 next_learn = loop.time() + self.learn_every_s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.report_every_s)
+
+    async def repair(self, cluster: Cluster) -> None:
+        """Re-create missing queues and re-apply the access matrix, as the administrator; on
+        a host without the administrator's credentials this is logged and skipped."""
+        try:
+            done = await repair_bus(cluster)
+        except (psycopg.Error, SingularityError) as exc:
+            log.warning("bus_repair_skipped", reason=describe_error(exc))
+            return
+        log.info("bus_repaired", created_queues=done.created_queues)
 
     async def prune(self, conn: psycopg.AsyncConnection, days: int) -> dict[str, int]:
         pruned = await prune_archives(conn, await list_queues(conn), days=days)
