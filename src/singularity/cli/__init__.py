@@ -7,13 +7,13 @@ import sys
 import psycopg
 import typer
 
-import singularity.cli.analytics_cmd as analytics_cmd
-import singularity.cli.backup_cmd as backup_cmd
-import singularity.cli.knowledge_cmd as knowledge_cmd
 from singularity.cli import (
+    analytics_cmd,
+    backup_cmd,
     config_cmd,
     db_cmd,
     genesis_cmd,
+    knowledge_cmd,
     nexus_cmd,
     queue_cmd,
     service_cmd,
@@ -32,20 +32,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command("up")(service_cmd.up)
+app.command("run")(service_cmd.run_service)
+app.command("task")(task_cmd.task)
+app.command("tasks")(task_cmd.tasks)
+app.command("agents")(task_cmd.agents)
+app.add_typer(knowledge_cmd.app, name="knowledge")
+app.add_typer(analytics_cmd.app, name="analytics")
+app.add_typer(backup_cmd.app, name="backup")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(queue_cmd.app, name="queue")
 app.add_typer(genesis_cmd.app, name="genesis")
 app.add_typer(nexus_cmd.app, name="nexus")
 app.add_typer(nexus_cmd.hitl_app, name="hitl")
-app.add_typer(analytics_cmd.app, name="analytics")
-app.add_typer(backup_cmd.app, name="backup")
-app.add_typer(knowledge_cmd.app, name="knowledge")
-app.command("task")(task_cmd.task)
-app.command("tasks")(task_cmd.tasks)
-app.command("agents")(task_cmd.agents)
-app.command("up")(service_cmd.up)
-app.command("run")(service_cmd.run_service)
 
 
 def main(argv: list[str] | None = None) -> int:
