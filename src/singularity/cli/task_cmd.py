@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,17 @@ from singularity.orchestrator.store import TaskRecord
 
 __all__ = ["agents", "task", "tasks"]
 
+# What each state waits for, and who must be running for it to end.
 _STATES = {
-    "planning": "planning with the model (architect)",
-    "coding": "writing the diff (coder)",
-    "validating": "running the tests in the Genesis sandbox",
-    "reviewing": "waiting for a reviewer in the Nexus web UI",
-    "applying": "applying the approved diff",
+    "queued": ("gathering context", None),
+    "planning": ("planning with the model (architect)", "Nexus with a model"),
+    "coding": ("writing the diff (coder)", "Nexus with a model"),
+    "validating": ("running the tests in the Genesis sandbox", "a Genesis worker"),
+    "reviewing": ("waiting for a reviewer in the Nexus web UI", "Nexus"),
+    "applying": ("applying the approved diff", None),
 }
+# After this long in one state, the spinner says who must be running.
+_HINT_AFTER_S = 15.0
 
 
 def task(
@@ -76,13 +81,17 @@ async def _task(
             )
         else:
             task_id = resume
-        console.print(f"task [bold]{task_id}[/] ({kind})")
+        record = await connected.store.task(task_id)
+        console.print(f"task [bold]{task_id}[/] ({record.kind}) on {record.repo}")
         with err_console.status("gathering context") as status:
+            current = {"state": record.state, "since": time.monotonic()}
 
             def progress(state: str, message: str) -> None:
-                console.print(f"  [green]✓[/] {message}")
-                status.update(_STATES.get(state, state))
+                if state not in ("failed", "rejected"):  # the outcome line says those
+                    console.print(f"  [green]✓[/] {message}")
+                current.update(state=state, since=time.monotonic())
 
+            ticking = asyncio.create_task(_tick(status, current))
             try:
                 return await runner.run(task_id, progress)
             except asyncio.CancelledError:
@@ -91,6 +100,20 @@ async def _task(
                     "(a running Singularity service takes it over by itself)"
                 )
                 raise
+            finally:
+                ticking.cancel()
+
+
+async def _tick(status: Any, current: dict[str, Any]) -> None:
+    """Keep the spinner's line current: the state, how long it has lasted, who it waits on."""
+    while True:
+        label, needs = _STATES.get(current["state"], (current["state"], None))
+        waited = time.monotonic() - current["since"]
+        line = f"{label} ({waited:.0f} s)"
+        if needs and waited >= _HINT_AFTER_S:
+            line += f"; needs {needs} running (`singularity up`)"
+        status.update(line)
+        await asyncio.sleep(0.5)
 
 
 def _print_outcome(record: TaskRecord) -> None:
@@ -166,7 +189,7 @@ def _print_task(record: TaskRecord, events: list[dict[str, Any]]) -> None:
     console.print(f"  repo {record.repo}, tests `{record.test_command}`")
     for event in events:
         console.print(f"  {event['at'][11:19]} [dim]{event['state']:<10}[/] {event['message']}")
-    if record.error:
+    if record.error and (not events or events[-1]["message"] != record.error):
         console.print(f"  [red]{record.error}[/]")
 
 

@@ -179,7 +179,7 @@ class TaskRunner:
         await self.store.finish(
             run.task.id, state="failed", outcome="failed", error=reason, message=reason
         )
-        log.warning("task_failed", task_id=run.task.id, reason=reason)
+        log.info("task_failed", task_id=run.task.id, reason=reason)
         await self._used_knowledge(run, success=False)
 
     # The steps, in order.
