@@ -16,7 +16,7 @@ from singularity.config import Settings
 from singularity.database import open_cluster
 from singularity.errors import UsageError
 from singularity.orchestrator.agents import AGENT_KINDS, load_agents
-from singularity.orchestrator.platform import connect
+from singularity.orchestrator.platform import connect, open_store
 from singularity.orchestrator.store import TaskRecord
 
 __all__ = ["agents", "task", "tasks"]
@@ -140,14 +140,14 @@ def tasks(
     settings = load()
     with open_cluster(settings) as cluster:
         if task_id is not None:
-            record, events = asyncio.run(_one(settings, cluster, task_id))
+            record, events = asyncio.run(_one(cluster, task_id))
             if as_json:
                 body = {**record.model_dump(mode="json"), "events": events}
                 console.print_json(json.dumps(body))
                 return
             _print_task(record, events)
             return
-        rows = asyncio.run(_list(settings, cluster, limit))
+        rows = asyncio.run(_list(cluster, limit))
     if as_json:
         console.print_json(json.dumps(rows, default=str))
         return
@@ -168,16 +168,16 @@ def tasks(
     console.print(table)
 
 
-async def _one(settings: Settings, cluster: Any, task_id: int) -> tuple[TaskRecord, list[Any]]:
-    async with connect(cluster, settings, name="singularity-cli", inbox=False) as connected:
-        record = await connected.store.task(task_id)
-        events = await connected.store.events(task_id)
+async def _one(cluster: Any, task_id: int) -> tuple[TaskRecord, list[Any]]:
+    async with open_store(cluster, name="singularity-cli", max_size=1) as store:
+        record = await store.task(task_id)
+        events = await store.events(task_id)
     return record, [e.model_dump(mode="json") for e in events]
 
 
-async def _list(settings: Settings, cluster: Any, limit: int) -> list[dict[str, Any]]:
-    async with connect(cluster, settings, name="singularity-cli", inbox=False) as connected:
-        return await connected.store.tasks(limit)
+async def _list(cluster: Any, limit: int) -> list[dict[str, Any]]:
+    async with open_store(cluster, name="singularity-cli", max_size=1) as store:
+        return await store.tasks(limit)
 
 
 def _print_task(record: TaskRecord, events: list[dict[str, Any]]) -> None:
@@ -198,7 +198,7 @@ def agents(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     settings = load()
     kinds = load_agents(settings)
     with open_cluster(settings) as cluster:
-        rows = asyncio.run(_agents(settings, cluster))
+        rows = asyncio.run(_agents(cluster))
     if as_json:
         body = {
             "kinds": [
@@ -233,9 +233,9 @@ def agents(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     console.print(table)
 
 
-async def _agents(settings: Settings, cluster: Any) -> list[dict[str, Any]]:
-    async with connect(cluster, settings, name="singularity-cli", inbox=False) as connected:
-        return await connected.store.agents()
+async def _agents(cluster: Any) -> list[dict[str, Any]]:
+    async with open_store(cluster, name="singularity-cli", max_size=1) as store:
+        return await store.agents()
 
 
 def _sources(sources: Any) -> dict[str, str]:

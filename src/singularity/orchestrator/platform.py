@@ -20,7 +20,7 @@ from singularity.shared_queue import Bus, open_bus
 from singularity.shared_queue.catalog import instance_queues
 from singularity.shared_queue.install import missing_queues, require_bus
 
-__all__ = ["Connected", "connect"]
+__all__ = ["Connected", "connect", "open_store"]
 
 
 @dataclass(frozen=True)
@@ -34,22 +34,39 @@ class Connected:
 
 
 @contextlib.asynccontextmanager
+async def open_store(
+    cluster: Cluster, *, name: str = "singularity", max_size: int = 8
+) -> AsyncIterator[SingularityStore]:
+    """The instance's database alone (for commands that only read it), once the bus and the
+    instance's reply queues are known to be set up."""
+    await require_bus(cluster.service(Role.SINGULARITY, Database.SHARED_QUEUE))
+    await _require_instance(cluster)
+    pool = await open_pool(
+        cluster.service(Role.SINGULARITY, Database.SINGULARITY),
+        name=f"{name}-db",
+        max_size=max_size,
+    )
+    try:
+        yield SingularityStore(pool)
+    finally:
+        await pool.close()
+
+
+@contextlib.asynccontextmanager
 async def connect(
     cluster: Cluster, settings: Settings, *, name: str = "singularity", inbox: bool = True
 ) -> AsyncIterator[Connected]:
     """The instance's client; with `inbox`, its answers are consumed while this is open."""
-    bus_endpoint = cluster.service(Role.SINGULARITY, Database.SHARED_QUEUE)
-    await require_bus(bus_endpoint)
-    await _require_instance(cluster)
     async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_store(cluster, name=name))
         bus = await stack.enter_async_context(
-            open_bus(bus_endpoint, settings, name=f"{name}-bus", max_connections=8)
+            open_bus(
+                cluster.service(Role.SINGULARITY, Database.SHARED_QUEUE),
+                settings,
+                name=f"{name}-bus",
+                max_connections=8,
+            )
         )
-        pool = await open_pool(
-            cluster.service(Role.SINGULARITY, Database.SINGULARITY), name=f"{name}-db", max_size=8
-        )
-        stack.push_async_callback(pool.close)
-        store = SingularityStore(pool)
         client = PlatformClient(store, bus.publisher, settings, cluster.instance)
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []

@@ -23,6 +23,7 @@ from singularity.config import Settings
 from singularity.errors import SingularityError
 from singularity.orchestrator.agents import load_agent
 from singularity.orchestrator.client import LlmFailed, PlatformClient, RequestTimedOut
+from singularity.orchestrator.context import RepoContext
 from singularity.orchestrator.diffs import (
     diff_problem,
     extract_diff,
@@ -199,13 +200,14 @@ class TaskRunner:
             run, "planning", data, f"context: {files}; {len(hits)} knowledge artifact(s)"
         )
 
-    def _context(self, run: _Run) -> Any:
+    def _context(self, run: _Run) -> RepoContext:
+        """The task's context: the files it names, and those the plan selected (once planned)."""
         return task_context(
             Path(run.task.repo), run.task.description, run.data.get("plan", {}).get("files", [])
         )
 
     async def _plan(self, run: _Run) -> None:
-        context = task_context(Path(run.task.repo), run.task.description)
+        context = self._context(run)
         messages = run.prompts.messages("plan", context, run.data.get("knowledge_text", ""))
         answer = await self._llm(run, "architect", messages, step="plan")
         plan = parse_plan(answer.result or "")

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 from typing import Any
 
+import psycopg
 import structlog
 
+from singularity.errors import DatabaseUnavailable
 from singularity.orchestrator.knowledge import KnowledgeStore, embedder_from_settings
 from singularity.orchestrator.platform import Connected, connect
 from singularity.orchestrator.runner import TaskRunner
+from singularity.postgres.connect import describe_error
 from singularity.postgres.topology import Database
 from singularity.service_context import ServiceContext, run_tasks
 
@@ -91,17 +94,31 @@ class Singularity:
         running: set[asyncio.Task[Any]] = set()
         try:
             while not stop.is_set():
-                while len(running) < self.max_tasks:
-                    task_id = await runner.store.claim_orphan(runner.runner)
-                    if task_id is None:
-                        break
-                    log.info("task_resumed", task_id=task_id, runner=runner.runner)
-                    job = asyncio.create_task(runner.run(task_id), name=f"task:{task_id}")
-                    running.add(job)
-                    job.add_done_callback(running.discard)
+                try:
+                    await self._claim(runner, running)
+                except (psycopg.Error, DatabaseUnavailable) as exc:
+                    log.warning("task_claim_failed", error=describe_error(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.claim_every_s)
         finally:
             for job in running:
                 job.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+
+    async def _claim(self, runner: TaskRunner, running: set[asyncio.Task[Any]]) -> None:
+        while len(running) < self.max_tasks:
+            task_id = await runner.store.claim_orphan(runner.runner)
+            if task_id is None:
+                return
+            log.info("task_resumed", task_id=task_id, runner=runner.runner)
+            job = asyncio.create_task(runner.run(task_id), name=f"task:{task_id}")
+            running.add(job)
+            job.add_done_callback(running.discard)
+            job.add_done_callback(_log_crash)
+
+
+def _log_crash(job: asyncio.Task[Any]) -> None:
+    """A runner that stopped on an error (the database went away, say): its lease runs out
+    and the task is taken over again; say why here, where no one awaits the runner."""
+    if not job.cancelled() and job.exception() is not None:
+        log.warning("task_runner_failed", task=job.get_name(), error=str(job.exception()))
