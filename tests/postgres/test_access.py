@@ -22,16 +22,17 @@ S, C, G, N, A = (
     Role.CENTRALCLOUD_ANALYTICS,
 )
 
-# queue: (publisher, consumer), from ARCHITECTURE.md
+# queue: (publishers, consumer), from ARCHITECTURE.md
 MATRIX = {
-    "llm_requests": (S, N),
-    "llm_results": (N, S),
-    "approval_requests": (S, N),
-    "approval_responses": (N, S),
-    "question_requests": (S, N),
-    "question_responses": (N, S),
-    "job_requests": (S, G),
-    "job_results": (G, S),
+    "llm_requests": ({S, G}, N),  # Genesis asks for the mutations of its evolution runs
+    "llm_results": ({N}, S),
+    "genesis_llm_results": ({N}, G),
+    "approval_requests": ({S}, N),
+    "approval_responses": ({N}, S),
+    "question_requests": ({S}, N),
+    "question_responses": ({N}, S),
+    "job_requests": ({S}, G),
+    "job_results": ({G}, S),
 }
 QUEUES = [*MATRIX, *(f"{q}_dlq" for q in MATRIX)]
 
@@ -39,7 +40,7 @@ QUEUES = [*MATRIX, *(f"{q}_dlq" for q in MATRIX)]
 def may_send(role: Role, queue: str) -> bool:
     if queue.endswith("_dlq"):
         return role == MATRIX[queue.removesuffix("_dlq")][1]  # its consumer dead-letters
-    return role == MATRIX[queue][0]
+    return role in MATRIX[queue][0]
 
 
 def may_consume(role: Role, queue: str) -> bool:

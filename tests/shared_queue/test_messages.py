@@ -24,6 +24,8 @@ DESIGN_MESSAGES = {
         "messages": [{"role": "user", "content": "hi"}],
     },
     "llm_results": {"request_id": "r1", "result": "hello", "model": "gpt-4o-mini"},
+    # Ours: Genesis's evolution runs get their answers here.
+    "genesis_llm_results": {"request_id": "r1", "result": "hello", "model": "gpt-4o-mini"},
     "approval_requests": {
         "id": str(uuid.uuid4()),
         "file_path": "a.py",

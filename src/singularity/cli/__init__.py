@@ -12,6 +12,7 @@ from singularity.cli import (
     backup_cmd,
     config_cmd,
     db_cmd,
+    evolve_cmd,
     genesis_cmd,
     knowledge_cmd,
     nexus_cmd,
@@ -37,6 +38,7 @@ app.command("run")(service_cmd.run_service)
 app.command("task")(task_cmd.task)
 app.command("tasks")(task_cmd.tasks)
 app.command("agents")(task_cmd.agents)
+app.command("evolve")(evolve_cmd.evolve)
 app.add_typer(knowledge_cmd.app, name="knowledge")
 app.add_typer(analytics_cmd.app, name="analytics")
 app.add_typer(backup_cmd.app, name="backup")

@@ -62,7 +62,10 @@ def list_command() -> None:
 
     for name in run(_admin(work)):
         spec = queue_spec(name)
-        detail = f"  {spec.publisher.value} -> {spec.consumer.value}" if spec else ""
+        detail = ""
+        if spec is not None:
+            publishers = ", ".join(role.value for role in spec.publishers)
+            detail = f"  {publishers} -> {spec.consumer.value}"
         console.print(f"{name}{detail}")
 
 

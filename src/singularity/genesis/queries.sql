@@ -94,3 +94,40 @@ VALUES (%(experiment_id)s, %(reason)s, %(restored_files)s)
 -- name: rollback_list --
 SELECT id, reason, restored_files, created_at FROM rollback_history
 WHERE experiment_id = %(id)s ORDER BY id
+
+-- ------------------------------------------------------------------- evolution model calls
+
+-- name: evolution_request_get --
+-- The request a run made for one of its steps, with its answer once it has one.
+SELECT request_id, body, context, sent_at, result, answered_at
+FROM evolution_llm_requests
+WHERE run_id = %(run_id)s AND step = %(step)s
+
+-- name: evolution_request_record --
+-- Record a request before it is sent; a step recorded already keeps its first (no row).
+INSERT INTO evolution_llm_requests (request_id, run_id, step, body, context)
+VALUES (%(request_id)s, %(run_id)s, %(step)s, %(body)s, %(context)s)
+ON CONFLICT (run_id, step) DO NOTHING
+RETURNING request_id
+
+-- name: evolution_request_sent --
+UPDATE evolution_llm_requests SET sent_at = now()
+WHERE request_id = %(request_id)s AND sent_at IS NULL
+
+-- name: evolution_answer_record --
+-- Record an answer (the first one counts); a row comes back when the request is known.
+UPDATE evolution_llm_requests
+SET result = COALESCE(result, %(result)s),
+    cost_usd = CASE WHEN result IS NULL THEN %(cost_usd)s ELSE cost_usd END,
+    answered_at = COALESCE(answered_at, now())
+WHERE request_id = %(request_id)s
+RETURNING run_id, result
+
+-- name: evolution_answer_get --
+SELECT result FROM evolution_llm_requests
+WHERE request_id = %(request_id)s AND answered_at IS NOT NULL
+
+-- name: evolution_run_spend --
+-- What a run's model calls have cost so far, and how many were answered.
+SELECT COALESCE(sum(cost_usd), 0)::float8 AS spend_usd, count(answered_at) AS answered
+FROM evolution_llm_requests WHERE run_id = %(run_id)s

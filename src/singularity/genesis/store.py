@@ -16,7 +16,7 @@ from singularity.errors import NotFound
 from singularity.genesis.execution import StepRecord
 from singularity.genesis.sql import QUERIES
 
-__all__ = ["ExecutionRecord", "ExperimentRecord", "GenesisStore"]
+__all__ = ["EvolutionRequest", "ExecutionRecord", "ExperimentRecord", "GenesisStore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,17 @@ class ExperimentRecord:
     outcome: dict[str, Any]
     reply_to: str | None = None
     reply: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvolutionRequest:
+    """A model call of an evolution run, as recorded in `evolution_llm_requests`."""
+
+    request_id: str
+    body: dict[str, Any]
+    context: dict[str, Any]
+    sent: bool
+    result: dict[str, Any] | None
 
 
 class GenesisStore:
@@ -187,6 +198,65 @@ class GenesisStore:
             await conn.execute(QUERIES["experiment_rolled_back"], {"id": experiment_id})
 
     # -- shared -------------------------------------------------------------------------------
+
+    # -- evolution model calls ----------------------------------------------------------------
+
+    async def evolution_request(self, run_id: str, step: str) -> EvolutionRequest | None:
+        """The request a run made for a step, with its answer once it has one."""
+        rows = await self._rows("evolution_request_get", {"run_id": run_id, "step": step})
+        if not rows:
+            return None
+        row = rows[0]
+        answered = row["answered_at"] is not None
+        return EvolutionRequest(
+            request_id=row["request_id"],
+            body=row["body"],
+            context=row["context"],
+            sent=row["sent_at"] is not None,
+            result=row["result"] if answered else None,
+        )
+
+    async def record_evolution_request(
+        self,
+        *,
+        request_id: str,
+        run_id: str,
+        step: str,
+        body: Mapping[str, Any],
+        context: Mapping[str, Any],
+    ) -> bool:
+        """Record a request before it is sent; False if the step has one already."""
+        params = {
+            "request_id": request_id,
+            "run_id": run_id,
+            "step": step,
+            "body": Jsonb(dict(body)),
+            "context": Jsonb(dict(context)),
+        }
+        return bool(await self._rows("evolution_request_record", params))
+
+    async def mark_evolution_request_sent(self, request_id: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(QUERIES["evolution_request_sent"], {"request_id": request_id})
+
+    async def record_evolution_answer(
+        self, request_id: str, result: Mapping[str, Any], cost_usd: float | None
+    ) -> dict[str, Any] | None:
+        """Record an answer (the first one counts) and return the recorded one; None when no
+        request with this id was recorded."""
+        params = {"request_id": request_id, "result": Jsonb(dict(result)), "cost_usd": cost_usd}
+        rows = await self._rows("evolution_answer_record", params)
+        return rows[0]["result"] if rows else None
+
+    async def evolution_answer(self, request_id: str) -> dict[str, Any] | None:
+        """The recorded answer of a request, or None while it has none."""
+        rows = await self._rows("evolution_answer_get", {"request_id": request_id})
+        return rows[0]["result"] if rows else None
+
+    async def evolution_spend(self, run_id: str) -> float:
+        """What the run's answered model calls have cost, in USD."""
+        rows = await self._rows("evolution_run_spend", {"run_id": run_id})
+        return float(rows[0]["spend_usd"])
 
     async def _reply(self, query: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         async with self._pool.connection() as conn:

@@ -43,7 +43,7 @@ class QueueSpec:
     """One queue of the bus."""
 
     name: str
-    publisher: Role
+    publishers: tuple[Role, ...]
     consumer: Role
     message: type[BusMessage]
 
@@ -53,16 +53,18 @@ class QueueSpec:
 
 
 QUEUES: tuple[QueueSpec, ...] = (
-    QueueSpec("llm_requests", Role.SINGULARITY, Role.NEXUS, LlmRequest),
-    QueueSpec("llm_results", Role.NEXUS, Role.SINGULARITY, LlmResult),
-    QueueSpec("approval_requests", Role.SINGULARITY, Role.NEXUS, ApprovalRequest),
-    QueueSpec("approval_responses", Role.NEXUS, Role.SINGULARITY, ApprovalResponse),
-    QueueSpec("question_requests", Role.SINGULARITY, Role.NEXUS, QuestionRequest),
-    QueueSpec("question_responses", Role.NEXUS, Role.SINGULARITY, QuestionResponse),
-    QueueSpec("job_requests", Role.SINGULARITY, Role.GENESIS, JobRequest),
-    QueueSpec("job_results", Role.GENESIS, Role.SINGULARITY, JobResult),
-    QueueSpec("experiment_requests", Role.SINGULARITY, Role.GENESIS, ExperimentRequest),
-    QueueSpec("experiment_results", Role.GENESIS, Role.SINGULARITY, ExperimentResult),
+    # Genesis asks for model calls too: the mutations of its evolution runs.
+    QueueSpec("llm_requests", (Role.SINGULARITY, Role.GENESIS), Role.NEXUS, LlmRequest),
+    QueueSpec("llm_results", (Role.NEXUS,), Role.SINGULARITY, LlmResult),
+    QueueSpec("genesis_llm_results", (Role.NEXUS,), Role.GENESIS, LlmResult),
+    QueueSpec("approval_requests", (Role.SINGULARITY,), Role.NEXUS, ApprovalRequest),
+    QueueSpec("approval_responses", (Role.NEXUS,), Role.SINGULARITY, ApprovalResponse),
+    QueueSpec("question_requests", (Role.SINGULARITY,), Role.NEXUS, QuestionRequest),
+    QueueSpec("question_responses", (Role.NEXUS,), Role.SINGULARITY, QuestionResponse),
+    QueueSpec("job_requests", (Role.SINGULARITY,), Role.GENESIS, JobRequest),
+    QueueSpec("job_results", (Role.GENESIS,), Role.SINGULARITY, JobResult),
+    QueueSpec("experiment_requests", (Role.SINGULARITY,), Role.GENESIS, ExperimentRequest),
+    QueueSpec("experiment_results", (Role.GENESIS,), Role.SINGULARITY, ExperimentResult),
 )
 
 _BY_NAME = {spec.name: spec for spec in QUEUES}

@@ -138,7 +138,8 @@ async def apply_grants(
             await conn.execute(QUERIES.compose("grant_usage", role=role))
             await conn.execute(QUERIES.compose("grant_depths", role=role))
         for spec in specs:
-            await _grant(conn, "grant_publish", roles[spec.publisher], spec.name)
+            for publisher in spec.publishers:
+                await _grant(conn, "grant_publish", roles[publisher], spec.name)
             await _grant(conn, "grant_consume", roles[spec.consumer], spec.name)
             await _grant(conn, "grant_publish", roles[spec.consumer], spec.dead_letter)
         owner = roles[Role.CENTRALCLOUD]
