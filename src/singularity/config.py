@@ -17,6 +17,8 @@ from singularity.errors import ConfigError
 __all__ = ["Settings", "load_settings"]
 
 _PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,20}$|^$")
+# NATS subject tokens, each ending in a dot: "t1234." or "staging.old."; empty for none.
+_SUBJECT_PREFIX = re.compile(r"^(?:[A-Za-z0-9_-]+\.)*$")
 _URL_FIELDS = (
     "database_url",
     "genesis_database_url",
@@ -119,11 +121,19 @@ class Settings(BaseSettings):
     singularity_backup_hourly_keep: int = Field(6, ge=0, le=1000)
     singularity_backup_daily_keep: int = Field(7, ge=0, le=1000)
 
+    # The NATS bridge: the old system's subjects, forwarded onto the bus.
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_bridge_instance: int = Field(900, ge=2, le=999)
+    nats_bridge_timeout_s: float = Field(600.0, gt=0, le=86_400)
+    nats_bridge_subject_prefix: str = ""
+
     # Our own.
     singularity_home: Path = Field(default_factory=_default_home)
     singularity_db_prefix: str = ""
     singularity_log_level: str = "info"
     singularity_log_format: str = "console"
+    singularity_metrics_host: str = "127.0.0.1"
+    singularity_metrics_port: int = Field(9464, le=65535)  # 0: any free port; < 0: off
     singularity_role_password_singularity: SecretStr | None = None
     singularity_role_password_centralcloud: SecretStr | None = None
     singularity_role_password_genesis: SecretStr | None = None
@@ -147,6 +157,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must start with a lowercase letter and hold only a-z, 0-9 and _ (21 at most)"
             )
+        return value
+
+    @field_validator("nats_bridge_subject_prefix")
+    @classmethod
+    def _subject_prefix(cls, value: str) -> str:
+        if not _SUBJECT_PREFIX.match(value):
+            raise ValueError("must be NATS subject tokens each ending in a dot, e.g. staging.")
         return value
 
     @field_validator("singularity_log_level")

@@ -13,7 +13,10 @@ from typing import Protocol
 import structlog
 
 from singularity.config import Settings
+from singularity.observability.server import Observability, open_observability
 from singularity.postgres.cluster import Cluster
+from singularity.postgres.topology import Database, Role
+from singularity.presence import hold_presence
 
 __all__ = ["Service", "ServiceContext", "run_services", "run_tasks"]
 
@@ -39,13 +42,24 @@ class Service(Protocol):
 
 
 async def run_services(
-    services: Sequence[Service], context: ServiceContext, stop: asyncio.Event
+    services: Sequence[Service],
+    context: ServiceContext,
+    stop: asyncio.Event,
+    *,
+    observability: Observability | None = None,
 ) -> None:
-    """Run services side by side until `stop`; if one fails, stop the others and re-raise."""
+    """Run services side by side until `stop`; if one fails, stop the others and re-raise.
+
+    Beside them runs the process's health and metrics server: `observability`, or by default
+    the one SINGULARITY_METRICS_PORT asks for."""
+    observer = observability or open_observability(context, services)
     tasks = {
-        asyncio.create_task(service.run(context, stop), name=f"service:{service.name}"): service
+        asyncio.create_task(_present(service, context, stop), name=f"service:{service.name}"): (
+            service
+        )
         for service in services
     }
+    beside = [asyncio.create_task(observer.serve(tasks, stop), name="metrics")] if observer else []
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
@@ -54,7 +68,16 @@ async def run_services(
                 raise task.exception()  # type: ignore[misc]
     finally:
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *beside, return_exceptions=True)
+
+
+async def _present(service: Service, context: ServiceContext, stop: asyncio.Event) -> None:
+    """Run the service while it is seen running (`singularity status`), as its own role."""
+    roles = {role.value: role for role in Role}
+    role = roles.get(service.name, Role.SINGULARITY)
+    endpoint = context.cluster.service(role, Database.SHARED_QUEUE)
+    async with hold_presence(endpoint, service.name):
+        await service.run(context, stop)
 
 
 async def run_tasks(tasks: Sequence[asyncio.Task[None]], stop: asyncio.Event) -> None:

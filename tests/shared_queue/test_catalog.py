@@ -27,8 +27,8 @@ def test_an_instance_queue_has_its_base_queue_roles_and_message() -> None:
     assert spec is not None
     base = queue_spec("job_results")
     assert base is not None
-    assert (spec.publisher, spec.consumer, spec.message) == (
-        Role.GENESIS,
+    assert (spec.publishers, spec.consumer, spec.message) == (
+        (Role.GENESIS,),
         Role.SINGULARITY,
         base.message,
     )

@@ -18,6 +18,7 @@ from singularity.cli import (
     nexus_cmd,
     queue_cmd,
     service_cmd,
+    status_cmd,
     task_cmd,
 )
 from singularity.cli.common import err_console
@@ -35,6 +36,8 @@ app = typer.Typer(
 )
 app.command("up")(service_cmd.up)
 app.command("run")(service_cmd.run_service)
+app.command("status")(status_cmd.status)
+app.command("doctor")(status_cmd.doctor)
 app.command("task")(task_cmd.task)
 app.command("tasks")(task_cmd.tasks)
 app.command("agents")(task_cmd.agents)

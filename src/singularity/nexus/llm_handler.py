@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from singularity.config import Settings
 from singularity.nexus.router import ErrorCode, Routed, Router
 from singularity.nexus.sql import QUERIES
+from singularity.observability.metrics import observe_llm_call
 from singularity.shared_queue import Delivery, LlmRequest, Reply, ReplyTargets
 
 __all__ = ["DEFAULT_REPLY_TO", "LlmHandler"]
@@ -158,6 +159,12 @@ class LlmHandler:
         }
         async with self._pool.connection() as conn:
             if await (await conn.execute(QUERIES["llm_record"], params)).fetchone():
+                observe_llm_call(
+                    params["model"],
+                    params["prompt_tokens"],
+                    params["completion_tokens"],
+                    routed.cost_usd,
+                )
                 return result
             stored = await (await conn.execute(QUERIES["llm_reply"], params)).fetchone()
         assert stored is not None

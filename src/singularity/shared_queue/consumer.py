@@ -28,6 +28,13 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ValidationError
 
+from singularity.observability.metrics import (
+    DEAD_LETTERED,
+    FAILED,
+    OK,
+    RETRIED,
+    ConsumerMetrics,
+)
 from singularity.postgres.connect import describe_error
 from singularity.shared_queue.committer import Committer
 from singularity.shared_queue.deadletter import dead_letter
@@ -83,6 +90,7 @@ class Consumer(Generic[M]):
         self.dead_letter_queue = dead_letter_queue or f"{queue}_dlq"
         self.options = options or ConsumerOptions()
         self.stats = ConsumerStats(queue)
+        self._metrics = ConsumerMetrics(self.queue)  # Prometheus: every consumer, no extra code
         self._pool = pool
         self._model = model
         self._handler = handler
@@ -130,6 +138,7 @@ class Consumer(Generic[M]):
             for row in rows:
                 rejected = self._dispatch(row)
                 if rejected is not None:
+                    self._metrics.handled(DEAD_LETTERED)
                     replies = await self._invalid_replies(row, rejected)
                     await self._dead_letter(row, rejected, replies)
 
@@ -166,21 +175,26 @@ class Consumer(Generic[M]):
         except asyncio.CancelledError:
             raise
         except PermanentFailure as exc:
+            self._metrics.handled(DEAD_LETTERED, time.monotonic() - started)
             await self._dead_letter(row, f"handler refused it: {exc}", exc.replies)
         except Exception as exc:
-            await self._failed(row, exc)
+            await self._failed(row, exc, time.monotonic() - started)
         else:
-            self.stats.observe(delivery.enqueued_at, time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            self.stats.observe(delivery.enqueued_at, elapsed)
+            self._metrics.handled(OK, elapsed)
             self._committer.add(Done(delivery, as_replies(outcome)))
         finally:
             self._inflight.pop(row.msg_id, None)
             self._slot_freed.set()
 
-    async def _failed(self, row: _Row, exc: Exception) -> None:
+    async def _failed(self, row: _Row, exc: Exception, handler_s: float) -> None:
         error = f"{type(exc).__name__}: {exc}"
         if row.read_ct >= self.options.max_deliveries:
+            self._metrics.handled(FAILED, handler_s)
             await self._dead_letter(row, f"failed {row.read_ct} times; last error: {error}")
             return
+        self._metrics.handled(RETRIED, handler_s)
         delay = min(self.options.retry_max_s, self.options.retry_base_s * 2 ** (row.read_ct - 1))
         delay = round(delay * random.uniform(0.8, 1.2), 3)
         self.stats.retried += 1
