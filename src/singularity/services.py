@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from singularity.errors import UsageError
 from singularity.service_context import Service
 
-__all__ = ["SERVICES", "resolve_services"]
+__all__ = ["RUN_ONLY", "SERVICES", "resolve_services"]
 
 
 def _centralcloud() -> Service:
@@ -34,6 +34,12 @@ def _singularity() -> Service:
     return Singularity()
 
 
+def _nats_bridge() -> Service:
+    from singularity.nats_bridge.service import NatsBridge
+
+    return NatsBridge()
+
+
 # Later services register here; `up` runs all of them.
 SERVICES: dict[str, Callable[[], Service]] = {
     "centralcloud": _centralcloud,
@@ -42,12 +48,19 @@ SERVICES: dict[str, Callable[[], Service]] = {
     "nexus": _nexus,
 }
 
+# Services that only `singularity run` starts: aids next to the platform, not part of it.
+RUN_ONLY: dict[str, Callable[[], Service]] = {
+    "nats-bridge": _nats_bridge,
+}
+
 
 def resolve_services(names: Sequence[str]) -> list[Service]:
     """Services by name, or a UsageError that lists the valid names."""
-    unknown = [name for name in names if name not in SERVICES]
+    known = {**SERVICES, **RUN_ONLY}
+    unknown = [name for name in names if name not in known]
     if unknown:
         raise UsageError(
-            f"unknown service {unknown[0]!r}; choose one of: {', '.join(sorted(SERVICES))}"
+            f"unknown service {unknown[0]!r}; choose one of: {', '.join(sorted(SERVICES))}, "
+            f"or {', '.join(sorted(RUN_ONLY))} (`singularity run` only)"
         )
-    return [SERVICES[name]() for name in names]
+    return [known[name]() for name in names]

@@ -19,7 +19,7 @@ from singularity.nexus.token import ui_token
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.topology import Database
 from singularity.service_context import Service, ServiceContext, run_services
-from singularity.services import SERVICES, resolve_services
+from singularity.services import RUN_ONLY, SERVICES, resolve_services
 from singularity.shared_queue import QUEUES
 
 
@@ -43,7 +43,9 @@ def up(
 
 
 def run_service(
-    service: str = typer.Argument(..., help="The service: " + ", ".join(sorted(SERVICES))),
+    service: str = typer.Argument(
+        ..., help="The service: " + ", ".join(sorted({**SERVICES, **RUN_ONLY}))
+    ),
 ) -> None:
     """Run one service alone (scale out by running more of them, anywhere)."""
     services = resolve_services([service])
