@@ -44,6 +44,8 @@ class PlatformStatus:
 
 async def platform_status(cluster: Cluster) -> PlatformStatus:
     """What runs and what waits, as the databases say now."""
+    from singularity.nexus.sql import QUERIES as NEXUS_QUERIES  # Nexus's own query, as admin
+
     bus = cluster.admin(Database.SHARED_QUEUE)
     status = PlatformStatus(
         database=str(cluster.maintenance(Database.SHARED_QUEUE)), reachable=False
@@ -60,8 +62,6 @@ async def platform_status(cluster: Cluster) -> PlatformStatus:
                 for d in await queue_depths(conn)
             ]
         async with async_connection(cluster.admin(Database.NEXUS)) as conn:
-            from singularity.nexus.sql import QUERIES as NEXUS_QUERIES
-
             row = await (await conn.execute(NEXUS_QUERIES["pending_counts"])).fetchone()
             if row is not None:
                 status.pending_approvals, status.pending_questions = int(row[0]), int(row[1])

@@ -15,7 +15,7 @@ import structlog
 from singularity.config import Settings
 from singularity.observability.server import Observability, open_observability
 from singularity.postgres.cluster import Cluster
-from singularity.postgres.topology import Database, Role
+from singularity.postgres.topology import Database, service_role
 from singularity.presence import hold_presence
 
 __all__ = ["Service", "ServiceContext", "run_services", "run_tasks"]
@@ -73,9 +73,7 @@ async def run_services(
 
 async def _present(service: Service, context: ServiceContext, stop: asyncio.Event) -> None:
     """Run the service while it is seen running (`singularity status`), as its own role."""
-    roles = {role.value: role for role in Role}
-    role = roles.get(service.name, Role.SINGULARITY)
-    endpoint = context.cluster.service(role, Database.SHARED_QUEUE)
+    endpoint = context.cluster.service(service_role(service.name), Database.SHARED_QUEUE)
     async with hold_presence(endpoint, service.name):
         await service.run(context, stop)
 

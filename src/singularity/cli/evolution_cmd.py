@@ -9,11 +9,11 @@ from rich.table import Table
 
 from singularity.cli.common import console, err_console, load
 
-__all__ = ["app"]
+__all__ = ["DB_HELP", "app"]
 
 app = typer.Typer(help="The program database of evolution runs.", no_args_is_help=True)
 
-_DB_HELP = (
+DB_HELP = (
     "The run's database (sqlite:///PATH or postgresql://...); default: GENESIS_DATABASE_URL, "
     "else evolution.db in the genesis data directory."
 )
@@ -55,7 +55,7 @@ def migrate(
 
 
 @app.command("stats")
-def stats(db: str | None = typer.Option(None, "--db", help=_DB_HELP)) -> None:
+def stats(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """Programs per island, the archive's size, the best program."""
     settings = load()
     from singularity.genesis.evolution import open_program_database, resolve_target

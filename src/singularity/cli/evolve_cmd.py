@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from singularity.cli.common import console, err_console, load
+from singularity.cli.evolution_cmd import DB_HELP
 from singularity.config import Settings
 from singularity.database import open_cluster
 from singularity.errors import SingularityError, UsageError
@@ -25,10 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["evolve"]
 
-_DB_HELP = (
-    "The run's database (sqlite:///PATH or postgresql://...); default: GENESIS_DATABASE_URL, "
-    "else evolution.db in the genesis data directory. The same database resumes the run."
-)
+_DB_HELP = DB_HELP + " The same database resumes the run."
 
 
 def evolve(

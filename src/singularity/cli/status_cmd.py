@@ -12,6 +12,7 @@ from rich.table import Table
 from singularity.cli.common import console, load, run
 from singularity.database import open_cluster
 from singularity.diagnostics import dead_letter_total, platform_status, run_checks
+from singularity.shared_queue.catalog import DLQ_SUFFIX
 
 __all__ = ["doctor", "status"]
 
@@ -45,7 +46,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         console.print("[yellow]no service is running[/]: start them with `singularity up`")
     queues = Table("queue", "depth", "oldest", title="Queues")
     for item in found.queues:
-        dead = item["queue"].endswith("_dlq")
+        dead = item["queue"].endswith(DLQ_SUFFIX)
         if dead and not item["length"]:
             continue  # empty dead-letter queues say nothing
         age = "-" if item["oldest_age_s"] is None else f"{item['oldest_age_s']} s"

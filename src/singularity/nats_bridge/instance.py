@@ -10,8 +10,7 @@ from singularity.nats_bridge.routes import ROUTES
 from singularity.nats_bridge.sql import QUERIES
 from singularity.postgres.connect import async_connection
 from singularity.postgres.endpoint import Endpoint
-from singularity.shared_queue.catalog import instance_queues
-from singularity.shared_queue.install import missing_queues, require_bus
+from singularity.shared_queue.install import require_bus, require_instance
 
 __all__ = ["claim_instance", "reply_queues"]
 
@@ -26,15 +25,8 @@ async def claim_instance(endpoint: Endpoint, instance: int) -> AsyncIterator[Non
     """Fail with one line naming the fix unless the bus and the instance's reply queues exist
     and no other bridge uses this instance; then hold the instance until the block ends."""
     await require_bus(endpoint)
-    wanted = set(reply_queues(instance))
-    specs = [spec for spec in instance_queues(instance) if spec.name in wanted]
     async with async_connection(endpoint) as conn:
-        missing = await missing_queues(conn, specs)
-        if missing:
-            raise SingularityError(
-                f"the NATS bridge's instance {instance} is not set up (missing queue "
-                f"{missing[0]!r}): run `singularity db init --instance {instance}` once"
-            )
+        await require_instance(conn, instance, "the NATS bridge's instance", reply_queues(instance))
         row = await (
             await conn.execute(QUERIES["instance_lock"], {"instance": instance})
         ).fetchone()

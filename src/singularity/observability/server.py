@@ -8,7 +8,6 @@ the services: one `metrics_unavailable` line, and the services run on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ from starlette.routing import Route
 
 from singularity.observability.metrics import COLLECTORS
 from singularity.observability.probes import Cached, Unreachable, answers, depths, pending_approvals
-from singularity.postgres.topology import Database, Role
+from singularity.postgres.topology import Database, Role, service_role
+from singularity.serving import InLoopServer, listen
 from singularity.shared_queue.metrics import QueueDepth
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ RUNNING: Final = "running"
 STARTING: Final = "starting"
 STOPPED: Final = "stopped"
 
-_ROLES = {role.value: role for role in Role}
-
 
 def open_observability(
     context: ServiceContext, services: Sequence[Service]
@@ -57,7 +55,7 @@ def open_observability(
     if port < 0:
         return None
     try:
-        sock = _bind(host, port)
+        sock = listen(host, port, backlog=128)
     except OSError as exc:
         log.warning(
             "metrics_unavailable",
@@ -92,7 +90,7 @@ class Observability:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop: asyncio.Event | None = None
         cluster = context.cluster
-        roles = {s.name: _ROLES.get(s.name, Role.SINGULARITY) for s in self._services}
+        roles = {s.name: service_role(s.name) for s in self._services}
         # Each service's database check logs in as that service, as its own connections do
         # (one without a role of its own, the NATS bridge, logs in as singularity).
         self._checks = {
@@ -180,7 +178,7 @@ class Observability:
         self._stop = stop
         if self.socket is None:
             return
-        server = _Server(
+        server = InLoopServer(
             uvicorn.Config(
                 self.app, log_config=None, log_level="warning", access_log=False, lifespan="off"
             )
@@ -258,24 +256,3 @@ def _logged(
 def _address(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # The service runner owns the signals: Ctrl-C stops the services, and this with them.
-        yield

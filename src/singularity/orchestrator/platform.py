@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from singularity.config import Settings
-from singularity.errors import SingularityError
 from singularity.orchestrator.client import PlatformClient
 from singularity.orchestrator.inbox import inbox_consumers
 from singularity.orchestrator.store import SingularityStore
@@ -17,8 +16,7 @@ from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection, open_pool
 from singularity.postgres.topology import Database, Role
 from singularity.shared_queue import Bus, open_bus
-from singularity.shared_queue.catalog import instance_queues
-from singularity.shared_queue.install import missing_queues, require_bus
+from singularity.shared_queue.install import require_bus, require_instance
 
 __all__ = ["Connected", "connect", "open_store"]
 
@@ -84,13 +82,7 @@ async def connect(
 
 async def _require_instance(cluster: Cluster) -> None:
     """Instance N > 1 needs its reply queues: say how to create them."""
-    specs = instance_queues(cluster.instance)
-    if not specs:
+    if cluster.instance == 1:
         return
     async with async_connection(cluster.service(Role.SINGULARITY, Database.SHARED_QUEUE)) as conn:
-        missing = await missing_queues(conn, specs)
-    if missing:
-        raise SingularityError(
-            f"Singularity instance {cluster.instance} is not set up (missing queue "
-            f"{missing[0]!r}): run `singularity db init --instance {cluster.instance}`"
-        )
+        await require_instance(conn, cluster.instance, "Singularity instance")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["OWNER", "Database", "Role"]
+__all__ = ["OWNER", "Database", "Role", "service_role"]
 
 
 class Database(StrEnum):
@@ -36,3 +36,12 @@ OWNER: dict[Database, Role | None] = {
     Database.NEXUS: Role.NEXUS,
     Database.SHARED_QUEUE: None,
 }
+
+
+def service_role(service: str) -> Role:
+    """The role a service logs in as: its own, or singularity's for a service without one
+    (the NATS bridge acts as a Singularity instance)."""
+    try:
+        return Role(service)
+    except ValueError:
+        return Role.SINGULARITY

@@ -28,13 +28,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ValidationError
 
-from singularity.observability.metrics import (
-    DEAD_LETTERED,
-    FAILED,
-    OK,
-    RETRIED,
-    ConsumerMetrics,
-)
+from singularity.observability.metrics import DEAD_LETTERED, FAILED
 from singularity.postgres.connect import describe_error
 from singularity.shared_queue.committer import Committer
 from singularity.shared_queue.deadletter import dead_letter
@@ -90,7 +84,6 @@ class Consumer(Generic[M]):
         self.dead_letter_queue = dead_letter_queue or f"{queue}_dlq"
         self.options = options or ConsumerOptions()
         self.stats = ConsumerStats(queue)
-        self._metrics = ConsumerMetrics(self.queue)  # Prometheus: every consumer, no extra code
         self._pool = pool
         self._model = model
         self._handler = handler
@@ -138,7 +131,6 @@ class Consumer(Generic[M]):
             for row in rows:
                 rejected = self._dispatch(row)
                 if rejected is not None:
-                    self._metrics.handled(DEAD_LETTERED)
                     replies = await self._invalid_replies(row, rejected)
                     await self._dead_letter(row, rejected, replies)
 
@@ -175,14 +167,16 @@ class Consumer(Generic[M]):
         except asyncio.CancelledError:
             raise
         except PermanentFailure as exc:
-            self._metrics.handled(DEAD_LETTERED, time.monotonic() - started)
-            await self._dead_letter(row, f"handler refused it: {exc}", exc.replies)
+            await self._dead_letter(
+                row,
+                f"handler refused it: {exc}",
+                exc.replies,
+                handler_s=time.monotonic() - started,
+            )
         except Exception as exc:
             await self._failed(row, exc, time.monotonic() - started)
         else:
-            elapsed = time.monotonic() - started
-            self.stats.observe(delivery.enqueued_at, elapsed)
-            self._metrics.handled(OK, elapsed)
+            self.stats.observe(delivery.enqueued_at, time.monotonic() - started)
             self._committer.add(Done(delivery, as_replies(outcome)))
         finally:
             self._inflight.pop(row.msg_id, None)
@@ -191,13 +185,12 @@ class Consumer(Generic[M]):
     async def _failed(self, row: _Row, exc: Exception, handler_s: float) -> None:
         error = f"{type(exc).__name__}: {exc}"
         if row.read_ct >= self.options.max_deliveries:
-            self._metrics.handled(FAILED, handler_s)
-            await self._dead_letter(row, f"failed {row.read_ct} times; last error: {error}")
+            reason = f"failed {row.read_ct} times; last error: {error}"
+            await self._dead_letter(row, reason, outcome=FAILED, handler_s=handler_s)
             return
-        self._metrics.handled(RETRIED, handler_s)
         delay = min(self.options.retry_max_s, self.options.retry_base_s * 2 ** (row.read_ct - 1))
         delay = round(delay * random.uniform(0.8, 1.2), 3)
-        self.stats.retried += 1
+        self.stats.retry(handler_s)
         log.warning(
             "handler_failed",
             queue=self.queue,
@@ -222,8 +215,16 @@ class Consumer(Generic[M]):
             log.warning("invalid_reply_failed", queue=self.queue, error=str(exc))
             return ()
 
-    async def _dead_letter(self, row: _Row, reason: str, replies: Sequence[Reply] = ()) -> None:
-        self.stats.dead_lettered += 1
+    async def _dead_letter(
+        self,
+        row: _Row,
+        reason: str,
+        replies: Sequence[Reply] = (),
+        *,
+        outcome: str = DEAD_LETTERED,
+        handler_s: float | None = None,
+    ) -> None:
+        self.stats.dead_letter(outcome, handler_s)
         log.warning(
             "dead_lettered",
             queue=self.queue,

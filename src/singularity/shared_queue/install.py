@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import psycopg
@@ -12,7 +12,7 @@ from singularity.errors import DatabaseUnavailable, SingularityError
 from singularity.postgres.connect import async_connection
 from singularity.postgres.endpoint import Endpoint
 from singularity.postgres.topology import Role
-from singularity.shared_queue.catalog import QUEUES, QueueSpec
+from singularity.shared_queue.catalog import QUEUES, QueueSpec, instance_queues
 from singularity.shared_queue.messages import validate_queue_name
 from singularity.shared_queue.sql import (
     QUERIES,
@@ -31,6 +31,7 @@ __all__ = [
     "install_pgmq",
     "missing_queues",
     "require_bus",
+    "require_instance",
 ]
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,23 @@ async def missing_queues(
     rows = await (await conn.execute(QUERIES["absent_queues"], {"names": names})).fetchall()
     absent = {row[0] for row in rows}
     return [name for name in names if name in absent]
+
+
+async def require_instance(
+    conn: psycopg.AsyncConnection,
+    instance: int,
+    owner: str,
+    queues: Collection[str] | None = None,
+) -> None:
+    """Fail with one line naming `db init --instance N` unless the instance's reply queues
+    (or those of them in `queues`) exist; `owner` says whose instance it is."""
+    specs = [s for s in instance_queues(instance) if queues is None or s.name in queues]
+    missing = await missing_queues(conn, specs) if specs else []
+    if missing:
+        raise SingularityError(
+            f"{owner} {instance} is not set up (missing queue {missing[0]!r}): "
+            f"run `singularity db init --instance {instance}` once"
+        )
 
 
 async def require_bus(endpoint: Endpoint) -> None:

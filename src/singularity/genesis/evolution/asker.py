@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from singularity.errors import SingularityError
-from singularity.genesis.store import GenesisStore
+from singularity.genesis.store import EvolutionRequest, GenesisStore
 from singularity.shared_queue import Bus, Consumer, Delivery, LlmRequest, LlmResult, Publisher
 
 __all__ = ["LLM_REPLY_QUEUE", "Asked", "LlmAsker", "ModelCallFailed", "NoAnswer"]
@@ -91,8 +91,7 @@ class LlmAsker:
             )
             if not stored:  # another process of this run recorded the step first
                 return await self.ask(step, build)
-            recorded = await self.store.evolution_request(self.run_id, step)
-            assert recorded is not None
+            recorded = EvolutionRequest(request_id, body, context, sent=False, result=None)
         raw = recorded.result
         if raw is None:
             raw = await self._send_and_wait(recorded.request_id, recorded.body, recorded.sent)

@@ -3,41 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
 
 from singularity.errors import SingularityError
+from singularity.serving import InLoopServer, listen
 
 __all__ = ["WebServer", "bind"]
 
 
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, or one line that says why there is none."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return listen(host, port)
     except OSError as exc:
-        sock.close()
         hint = " (another program uses it: set PORT to another port)" if port else ""
         raise SingularityError(
             f"the web UI cannot listen on {host}:{port}: {exc.strerror}{hint}"
         ) from None
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # The service runner owns the signals (Ctrl-C stops every service, not just the web).
-        yield
 
 
 class WebServer:
@@ -48,7 +33,7 @@ class WebServer:
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off", ws_ping_interval=20.0
         )
-        self._server = _Server(config)
+        self._server = InLoopServer(config)
 
     @property
     def port(self) -> int:
