@@ -10,6 +10,20 @@ import structlog
 
 __all__ = ["configure_logging"]
 
+
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written, not when logging was configured: a
+    live terminal view (`singularity up`) swaps it for a proxy that prints above the view."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -22,7 +36,7 @@ def configure_logging(
     level: str = "info", fmt: str = "console", stream: TextIO | None = None
 ) -> None:
     """Route structlog (and warnings of libraries using stdlib logging) to `stream`."""
-    out = stream or sys.stderr
+    out: TextIO = stream or _CurrentStderr()  # type: ignore[assignment]
     renderer: structlog.typing.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Awaitable, Callable
 
 import typer
+from rich.live import Live
 from rich.panel import Panel
 
 from singularity.bootstrap import bootstrap
 from singularity.cli.common import console, err_console, load
 from singularity.cli.db_cmd import print_report
+from singularity.cli.status_view import LiveStatus
 from singularity.config import Settings
 from singularity.database import open_cluster
 from singularity.nexus.service import ui_address
@@ -27,6 +30,12 @@ def up(
     without_pgvector: bool = typer.Option(
         False, "--without-pgvector", help="Accept a server without pgvector (no embeddings)."
     ),
+    live: bool | None = typer.Option(
+        None,
+        "--live/--no-live",
+        help="A live status view (services, queues, pending decisions) below the logs; "
+        "the default when the output is a terminal.",
+    ),
 ) -> None:
     """Set up everything and run every service in this process, until Ctrl-C."""
     settings = load(service=True)
@@ -37,8 +46,14 @@ def up(
                 bootstrap(cluster, require_vector=not without_pgvector, progress=status.update)
             )
         print_report(report)
-        console.print(_welcome(settings, cluster, services))
-        _serve(settings, cluster, services)
+        if live if live is not None else console.is_terminal:
+            board = LiveStatus(cluster, _sign_in(settings), lambda: _facts(settings, cluster))
+            # Log lines written to stderr are printed above the view instead of through it.
+            with Live(board, console=console, refresh_per_second=2, redirect_stderr=True):
+                _serve(settings, cluster, services, beside=board.follow)
+        else:
+            console.print(_welcome(settings, cluster, services))
+            _serve(settings, cluster, services)
     console.print("stopped")
 
 
@@ -55,7 +70,12 @@ def run_service(
 
 
 def _serve(
-    settings: Settings, cluster: Cluster, services: list[Service], *, alone: bool = False
+    settings: Settings,
+    cluster: Cluster,
+    services: list[Service],
+    *,
+    alone: bool = False,
+    beside: Callable[[asyncio.Event], Awaitable[None]] | None = None,
 ) -> None:
     async def main() -> None:
         stop = asyncio.Event()
@@ -69,25 +89,40 @@ def _serve(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        await run_services(services, ServiceContext(settings, cluster, alone), stop)
+        extra = [asyncio.create_task(beside(stop), name="beside")] if beside else []
+        try:
+            await run_services(services, ServiceContext(settings, cluster, alone), stop)
+        finally:
+            stop.set()
+            await asyncio.gather(*extra, return_exceptions=True)
 
     asyncio.run(main())
 
 
-def _welcome(settings: Settings, cluster: Cluster, services: list[Service]) -> Panel:
+def _sign_in(settings: Settings) -> str:
+    return f"{ui_address(settings)}/?token={ui_token(settings)}"
+
+
+def _facts(settings: Settings, cluster: Cluster) -> list[str]:
+    """Where everything is: the head of the welcome panel and of the live view."""
     if cluster.embedded:
         where = f"embedded PostgreSQL 16 in {settings.pgdata}"
     else:
         where = str(cluster.maintenance(Database.SHARED_QUEUE))
-    lines = [
+    return [
+        f"[bold]web UI[/]     [cyan]{_sign_in(settings)}[/]",
+        f"            (the address signs the browser in; token {ui_token(settings)})",
         f"[bold]database[/]   {where}",
         f"[bold]bus[/]        database {cluster.database_name(Database.SHARED_QUEUE)}: "
         f"{len(QUEUES)} queues, each with a dead-letter queue",
-        f"[bold]services[/]   {', '.join(s.name for s in services)}",
         f"[bold]home[/]       {settings.singularity_home}",
-        "",
-        f"[bold]web UI[/]     [cyan]{ui_address(settings)}/?token={ui_token(settings)}[/]",
-        "            (the address signs the browser in; `singularity nexus token` prints it)",
+    ]
+
+
+def _welcome(settings: Settings, cluster: Cluster, services: list[Service]) -> Panel:
+    lines = [
+        *_facts(settings, cluster),
+        f"[bold]services[/]   {', '.join(s.name for s in services)}",
         "",
         'psql:   [cyan]psql "$(singularity db url nexus)"[/]',
         "queues: [cyan]singularity queue metrics[/]",

@@ -7,12 +7,11 @@ import json
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from singularity.cli.common import console, load, run
+from singularity.cli.status_view import status_renderables
 from singularity.database import open_cluster
-from singularity.diagnostics import dead_letter_total, platform_status, run_checks
-from singularity.shared_queue.catalog import DLQ_SUFFIX
+from singularity.diagnostics import platform_status, run_checks
 
 __all__ = ["doctor", "status"]
 
@@ -36,30 +35,8 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         console.print("fix: `singularity doctor` says what to do")
         raise typer.Exit(1)
     console.print(f"[bold]database[/] {escape(found.database)}")
-    if found.services:
-        services = Table("service", "host", "pid", "since", title="Running services")
-        for item in found.services:
-            since = item["since"].strftime("%Y-%m-%d %H:%M:%S") if item["since"] else "-"
-            services.add_row(item["service"], item["host"], str(item["pid"]), since)
-        console.print(services)
-    else:
-        console.print("[yellow]no service is running[/]: start them with `singularity up`")
-    queues = Table("queue", "depth", "oldest", title="Queues")
-    for item in found.queues:
-        dead = item["queue"].endswith(DLQ_SUFFIX)
-        if dead and not item["length"]:
-            continue  # empty dead-letter queues say nothing
-        age = "-" if item["oldest_age_s"] is None else f"{item['oldest_age_s']} s"
-        name = f"[red]{item['queue']}[/]" if dead else item["queue"]
-        queues.add_row(name, str(item["length"]), age)
-    console.print(queues)
-    dead_letters = dead_letter_total(found.queues)
-    if dead_letters:
-        console.print(f"[red]{dead_letters} dead letters[/]: `singularity queue dlq list`")
-    console.print(
-        f"pending: {found.pending_approvals or 0} approvals, "
-        f"{found.pending_questions or 0} questions; web UI [cyan]{ui}[/]"
-    )
+    for renderable in status_renderables(found, ui):
+        console.print(renderable)
 
 
 def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
