@@ -23,7 +23,14 @@ from singularity.shared_queue.catalog import DLQ_SUFFIX, instance_queues
 from singularity.shared_queue.install import missing_queues
 from singularity.shared_queue.metrics import queue_depths
 
-__all__ = ["Check", "PlatformStatus", "platform_status", "run_checks"]
+__all__ = [
+    "Check",
+    "PlatformStatus",
+    "platform_status",
+    "provider_check",
+    "run_checks",
+    "sandbox_check",
+]
 
 Verdict = Literal["ok", "warn", "fail"]
 
@@ -86,9 +93,9 @@ class Check:
 async def run_checks(settings: Settings, cluster: Cluster) -> list[Check]:
     """Every check, in the order a newcomer would fix them."""
     checks = await _database_checks(settings, cluster)
-    checks.append(await _sandbox_check(settings))
+    checks.append(await sandbox_check(settings))
     checks.extend(_language_checks())
-    checks.append(_provider_check(settings))
+    checks.append(provider_check(settings))
     return checks
 
 
@@ -155,7 +162,7 @@ async def _database_checks(settings: Settings, cluster: Cluster) -> list[Check]:
     return checks
 
 
-async def _sandbox_check(settings: Settings) -> Check:
+async def sandbox_check(settings: Settings) -> Check:
     from singularity.genesis.sandbox import Sandbox, SandboxUnavailable
 
     if settings.genesis_unsafe_sandbox:
@@ -186,10 +193,10 @@ def _language_checks() -> list[Check]:
     return checks
 
 
-def _provider_check(settings: Settings) -> Check:
+def provider_check(settings: Settings) -> Check:
     from singularity.errors import SingularityError
     from singularity.nexus.models_view import describe_models
-    from singularity.nexus.providers import Providers
+    from singularity.nexus.providers import CONFIGURE_A_PROVIDER, Providers
     from singularity.nexus.registry import load_registry
 
     try:
@@ -204,9 +211,7 @@ def _provider_check(settings: Settings) -> Check:
         "models",
         "fail",
         "no model has credentials: model calls will fail",
-        "set OPENAI_API_KEY (or ANTHROPIC_API_KEY, GEMINI_API_KEY, OPENROUTER_API_KEY), or "
-        "OPENAI_BASE_URL=http://localhost:11434/v1 for a local Ollama, in .env or the "
-        "environment; `singularity nexus models` shows what each model needs",
+        CONFIGURE_A_PROVIDER,
     )
 
 

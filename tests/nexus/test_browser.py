@@ -4,58 +4,23 @@ the queue and the tables, reconnect replay, the token, and inert hostile content
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from psycopg_pool import AsyncConnectionPool
 
+from browser_support import launch_browser, needs_browser
 from nexus_support import RunningNexus, wait_for_message
 
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def chromium() -> str | None:
-    """Debian's Chromium (or SINGULARITY_CHROMIUM); None when the machine has none."""
-    for candidate in (
-        os.environ.get("SINGULARITY_CHROMIUM"),
-        "/usr/bin/chromium",
-        shutil.which("chromium"),
-        shutil.which("chromium-browser"),
-    ):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
-
-
-CHROMIUM = chromium()
-if CHROMIUM is None and os.environ.get("SINGULARITY_REQUIRE_BROWSER"):
-    raise RuntimeError("the browser tests need Chromium: apt-get install chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium: apt-get install chromium (or set SINGULARITY_CHROMIUM)",
-)
+pytestmark = needs_browser
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
-        )
+    async with launch_browser() as launched:
         yield launched
-        await launched.close()
 
 
 async def signed_in(browser: Browser, nexus: RunningNexus, page_name: str) -> Page:

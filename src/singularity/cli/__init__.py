@@ -12,6 +12,7 @@ from singularity.cli import (
     backup_cmd,
     config_cmd,
     db_cmd,
+    demo_cmd,
     evolve_cmd,
     genesis_cmd,
     knowledge_cmd,
@@ -38,6 +39,7 @@ app.command("up")(service_cmd.up)
 app.command("run")(service_cmd.run_service)
 app.command("status")(status_cmd.status)
 app.command("doctor")(status_cmd.doctor)
+app.command("demo")(demo_cmd.demo)
 app.command("task")(task_cmd.task)
 app.command("tasks")(task_cmd.tasks)
 app.command("agents")(task_cmd.agents)

@@ -24,7 +24,7 @@ from singularity.database import embedded_server, open_cluster
 from singularity.errors import SingularityError, UsageError
 from singularity.nexus.hitl import Hitl
 from singularity.nexus.models_view import describe_models
-from singularity.nexus.providers import Providers
+from singularity.nexus.providers import CONFIGURE_A_PROVIDER, Providers
 from singularity.nexus.registry import load_registry
 from singularity.nexus.service import ui_address
 from singularity.nexus.token import ui_token
@@ -84,12 +84,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         shown = [f"[green]{n}[/]" if n in callable_models else f"[dim]{n}[/]" for n in names]
         console.print(f"  {rule}: " + ", ".join(shown))
     if not any(row["credentials"] for row in rows):
-        console.print(
-            "No provider is configured: set an API key (OPENAI_API_KEY, ANTHROPIC_API_KEY, "
-            "GEMINI_API_KEY, OPENROUTER_API_KEY), or point OPENAI_BASE_URL at an "
-            "OpenAI-compatible server such as a local Ollama (http://localhost:11434/v1) "
-            "with OPENAI_MODEL naming its model."
-        )
+        console.print(f"No provider is configured: {CONFIGURE_A_PROVIDER}.")
 
 
 @app.command("token")

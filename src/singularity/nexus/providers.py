@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from singularity.config import Settings
 from singularity.nexus.registry import ModelSpec
 
-__all__ = ["PROVIDER_SETTINGS", "Deployment", "Providers"]
+__all__ = ["CONFIGURE_A_PROVIDER", "PROVIDER_SETTINGS", "Deployment", "Providers"]
 
 # What enables each provider, for the hint when nothing is configured.
 PROVIDER_SETTINGS: dict[str, str] = {
@@ -24,6 +24,15 @@ PROVIDER_SETTINGS: dict[str, str] = {
     "openrouter": "OPENROUTER_API_KEY",
     "ollama": "OLLAMA_API_BASE (e.g. http://localhost:11434)",
 }
+
+# What to do when no model can be called: said by `nexus models`, `doctor` and `demo`.
+CONFIGURE_A_PROVIDER = (
+    "set an API key (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY or OPENROUTER_API_KEY), "
+    "or point OPENAI_BASE_URL at an OpenAI-compatible server such as a local Ollama "
+    "(OPENAI_BASE_URL=http://localhost:11434/v1) with OPENAI_MODEL naming its model "
+    "(e.g. OPENAI_MODEL=llama3.2), in .env or the environment; `singularity nexus models` "
+    "shows what each model needs"
+)
 
 # Local OpenAI-compatible servers take any key, but the client insists on one.
 _ANY_KEY = "not-needed"

@@ -1,0 +1,117 @@
+"""`singularity demo`, run as a newcomer runs it: the three flows against real services, the
+approval decided in a real browser."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import sys
+from pathlib import Path
+
+from playwright.async_api import expect
+
+from browser_support import launch_browser, needs_browser
+from conftest import KEY_VARIABLE, REGISTRY
+from genesis_support import require_bwrap
+from helpers import singularity
+from singularity.postgres.cluster import Cluster
+from singularity.testing.openai_server import MockOpenAI, Reply
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _read_until(stream: asyncio.StreamReader, pattern: str, seen: list[str]) -> str:
+    while True:
+        line = (await asyncio.wait_for(stream.readline(), 120)).decode()
+        if not line:
+            raise AssertionError(f"{pattern!r} not seen in:\n{''.join(seen)}")
+        seen.append(line)
+        found = re.search(pattern, line)
+        if found:
+            return found.group(0)
+
+
+@needs_browser
+async def test_demo_walks_through_the_three_flows(
+    cluster: Cluster, mock_llm_server: MockOpenAI, tmp_path: Path
+) -> None:
+    require_bwrap()
+    mock_llm_server.reset()
+    for model in ("alpha", "beta", "gamma"):
+        mock_llm_server.script(
+            model, Reply("Queues keep every request until it is answered.", 20, 9)
+        )
+    registry = tmp_path / "models.toml"
+    registry.write_text(REGISTRY.format(base=mock_llm_server.base_url, key=KEY_VARIABLE))
+    env = {
+        **os.environ,
+        "PORT": str(_free_port()),
+        "NEXUS_MODELS_FILE": str(registry),
+        KEY_VARIABLE: "test-key",
+        "COLUMNS": "200",  # one narrated step per line
+    }
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "singularity",
+        "demo",
+        "--timeout",
+        "120",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert demo.stdout is not None
+    seen: list[str] = []
+    try:
+        page_url = await _read_until(
+            demo.stdout, r"http://127\.0\.0\.1:\d+/approvals\?token=\S+", seen
+        )
+        async with launch_browser() as browser:
+            page = await browser.new_page()
+            await page.goto(page_url)
+            card = page.locator('[data-testid="approval-card"]', has_text="demo/greeting.py")
+            await expect(card).to_be_visible(timeout=30_000)
+            await card.locator('[data-testid="approve"]').click()
+            await expect(card).to_have_count(0)
+        out, err = await asyncio.wait_for(demo.communicate(), 120)
+    finally:
+        if demo.returncode is None:
+            demo.kill()
+            await demo.wait()
+    text = "".join(seen) + out.decode()
+    assert demo.returncode == 0, text + err.decode()
+    assert "started in this process: genesis, nexus" in text
+    assert "1. An LLM request" in text and "Queues keep every request" in text
+    assert re.search(r"routed task type 'chat' \(medium tier\) to model \w+", text)
+    assert "20+9 tokens" in text
+    assert "2. A code approval" in text
+    assert "approved it; the answer came back on approval_responses" in text
+    assert "3. A code execution" in text
+    assert "sum of the first ten squares: 385" in text
+    assert re.search(r"ran it in the sandbox: exit 0, \d+ ms wall", text)
+    assert "Traceback" not in err.decode()
+
+
+def test_demo_without_a_provider_says_how_to_configure_one(cluster: Cluster) -> None:
+    result = singularity("demo", "--only", "llm", env={"PORT": str(_free_port()), "COLUMNS": "300"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "found no model it may call (NO_PROVIDER)" in result.stdout
+    assert "OPENAI_API_KEY" in result.stdout
+    assert "OPENAI_BASE_URL=http://localhost:11434/v1" in result.stdout
+    assert "no model answered (NO_PROVIDER)" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_names_the_flows_it_knows() -> None:
+    result = singularity("demo", "--only", "llm,deploy")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --only takes llm, approval, code (comma-separated); got 'llm,deploy'"
+    )
