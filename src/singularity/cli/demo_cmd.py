@@ -153,7 +153,7 @@ async def _demo(
             narrator = Narrator()
             for number, flow in enumerate(flows, start=1):
                 if flow == "llm":
-                    outcome = await _llm(client, narrator, number, wait_s)
+                    outcome = await _llm(client, narrator, number, wait_s, "nexus" not in started)
                 elif flow == "approval":
                     outcome = await _approval(
                         client, settings, narrator, number, wait_s, open_browser
@@ -202,7 +202,9 @@ async def _platform(
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def _llm(client: PlatformClient, say: Narrator, number: int, wait_s: float) -> Outcome:
+async def _llm(
+    client: PlatformClient, say: Narrator, number: int, wait_s: float, running_nexus: bool
+) -> Outcome:
     say.flow(
         number,
         "An LLM request",
@@ -224,7 +226,8 @@ async def _llm(client: PlatformClient, say: Narrator, number: int, wait_s: float
         else:
             say.step("Nexus", f"[red]answered with an error[/]: {escape(str(exc))}")
         say.detail(f"[bold]To call a model[/], {escape(CONFIGURE_A_PROVIDER)}.")
-        say.detail("Then run `singularity demo` again.")
+        again = "restart the running Nexus (`singularity up`) so that it reads them, then run"
+        say.detail(f"Then {again if running_nexus else 'run'} `singularity demo` again.")
         return Outcome("llm", False, f"no model answered ({exc.code})")
     except SingularityError as exc:
         say.step("agent", f"[red]no answer[/]: {escape(str(exc))}")
