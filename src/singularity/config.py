@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # Genesis: the sandbox.
     genesis_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     genesis_unsafe_sandbox: bool = False
+    # A job a worker took comes back to the others this long after the worker stops being
+    # heard from (its heartbeat renews the timeout every third of it while the job runs).
+    genesis_visibility_timeout_s: int = Field(30, ge=1, le=3600)
 
     # Provider keys: each enables that provider's models.
     anthropic_api_key: SecretStr | None = None

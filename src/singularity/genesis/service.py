@@ -113,7 +113,11 @@ def _consumers(
             "job_requests",
             JobRequest,
             jobs,
-            options=consumer_options(settings, concurrency=settings.genesis_concurrency),
+            options=consumer_options(
+                settings,
+                concurrency=settings.genesis_concurrency,
+                visibility_timeout_s=settings.genesis_visibility_timeout_s,
+            ),
             on_invalid=jobs.on_invalid,
         ),
         bus.consumer(
