@@ -71,6 +71,21 @@ asyncio.run(main())
 """
 
 
+# Runs on a worker host: a transaction holding a row lock, as a worker's is while it archives
+# a message, on the connection settings every part of the platform uses.
+HOLD_LOCK = """
+import sys, time
+from singularity.postgres.connect import connection
+from singularity.postgres.endpoint import Endpoint
+
+endpoint = Endpoint(sys.argv[1], 5432, "postgres", "postgres", sys.argv[2])
+with connection(endpoint, autocommit=False) as conn:
+    conn.execute("SELECT id FROM held WHERE id = 1 FOR UPDATE")
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
 @dataclass
 class Platform:
     """The hosts, the database server, and the processes started on the hosts."""
@@ -213,6 +228,48 @@ async def test_a_worker_cut_off_mid_job_loses_its_jobs_to_the_other_and_none_is_
         again = await _results(bus, ids)
         assert sorted(r["request_id"] for r in again) == sorted(ids), "no late duplicate"
         assert await _deliveries(bus, ids) == deliveries
+
+
+async def test_a_cut_off_hosts_transaction_ends_and_releases_its_locks(platform: Platform) -> None:
+    net, w1 = platform.net, platform.net.hosts["w1"]
+    async with await psycopg.AsyncConnection.connect(
+        platform.db.socket_conninfo + " dbname=postgres", autocommit=True
+    ) as admin:
+        await admin.execute("CREATE TABLE held (id int PRIMARY KEY)")
+        await admin.execute("INSERT INTO held VALUES (1)")
+        argv = [sys.executable, "-c", HOLD_LOCK, platform.db.host.address, ADMIN_PASSWORD]
+        log = platform.root / "holder.log"
+        holder = Process(w1, argv, platform.env(w1), log)
+        platform.processes.append(holder)
+
+        def locked() -> Any:
+            async def check() -> bool:
+                assert holder.running, holder.log.tail()
+                return "locked" in holder.log.tail()
+
+            return check
+
+        await eventually(locked(), seconds=60)
+        assert not await _can_lock(admin)
+        net.cut(w1)
+        # The server's keepalive (10 s idle, then 3 probes 5 s apart) ends the session: the
+        # kernel's default would keep the lock for two hours.
+        await eventually(lambda: _can_lock(admin), seconds=90)
+        row = await (
+            await admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE client_addr = %s",
+                (w1.address,),
+            )
+        ).fetchone()
+        assert row is not None and row[0] == 0, "the cut-off host's session is gone"
+
+
+async def _can_lock(conn: psycopg.AsyncConnection) -> bool:
+    try:
+        await conn.execute("SELECT id FROM held WHERE id = 1 FOR UPDATE NOWAIT")
+    except psycopg.errors.LockNotAvailable:
+        return False
+    return True
 
 
 def _job(i: int) -> JobRequest:

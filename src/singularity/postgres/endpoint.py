@@ -9,6 +9,24 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 __all__ = ["Endpoint"]
 
+# A peer that vanished (a host cut off from the network, a machine that died) is noticed in
+# about 30 s on both ends of a TCP connection instead of the kernel's default two hours:
+# the client's libpq gives up on the server, and the server, told by `options`, ends the
+# session, rolling back its transaction and releasing the row locks it held (a message a
+# worker was archiving, say), which other workers would otherwise skip until then. Unix
+# sockets ignore all of it. A URL's own values win.
+_CLIENT_KEEPALIVE = {
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",  # ms: data sent but never acknowledged
+}
+_SERVER_KEEPALIVE = (
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
+    "-c tcp_user_timeout=30000"
+)
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -54,14 +72,17 @@ class Endpoint:
 
     def conninfo(self, **extra: object) -> str:
         """A libpq key=value string (psycopg's input)."""
+        params: dict[str, object] = dict(_CLIENT_KEEPALIVE)
+        params.update(self.options)
+        params.update(extra)
+        params["options"] = f"{_SERVER_KEEPALIVE} {params.get('options') or ''}".strip()
         return make_conninfo(
             host=self.host,
             port=self.port,
             dbname=self.dbname,
             user=self.user,
             password=self.password,
-            **dict(self.options),
-            **extra,
+            **params,
         )
 
     def url(self, *, hide_password: bool = False) -> str:
