@@ -24,6 +24,7 @@ class _CurrentStderr:
     def isatty(self) -> bool:
         return sys.stderr.isatty()
 
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -54,4 +55,20 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(_LEVELS[level], logging.WARNING), stream=out, force=True)
+    # Libraries' own warnings (psycopg's pool, say) in the same form, JSON included.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    logging.basicConfig(level=max(_LEVELS[level], logging.WARNING), handlers=[handler], force=True)
