@@ -23,12 +23,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -52,17 +49,10 @@ from _nexus import (
 from singularity.nexus.token import ui_token
 from singularity.postgres.connect import async_connection, open_pool
 from singularity.shared_queue import Consumer, ConsumerOptions, Delivery, Listener, ensure_queue
+from singularity.testing.browser import LAUNCH_ARGS, MISSING, find_chromium
 
 TARGET_CARD_MS = 200.0
 TARGET_CLICK_MS = 100.0
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 # Installed in every document before the page's own script: it notes when each approval card
 # is added (and the next frame after), when a click inside a card happens, and when the card
@@ -142,15 +132,10 @@ DIFF = "".join(
 
 
 def chromium() -> str:
-    for candidate in (
-        os.environ.get("SINGULARITY_CHROMIUM"),
-        "/usr/bin/chromium",
-        shutil.which("chromium"),
-        shutil.which("chromium-browser"),
-    ):
-        if candidate and Path(candidate).exists():
-            return candidate
-    raise SystemExit("no Chromium: apt-get install chromium (or set SINGULARITY_CHROMIUM)")
+    found = find_chromium()
+    if found is None:
+        raise SystemExit(MISSING)
+    return found
 
 
 def chromium_version(path: str) -> str:

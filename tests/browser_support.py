@@ -4,44 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from singularity.testing.browser import LAUNCH_ARGS, MISSING, find_chromium
 
-
-def chromium() -> str | None:
-    """Debian's Chromium (or SINGULARITY_CHROMIUM); None when the machine has none."""
-    for candidate in (
-        os.environ.get("SINGULARITY_CHROMIUM"),
-        "/usr/bin/chromium",
-        shutil.which("chromium"),
-        shutil.which("chromium-browser"),
-    ):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
-
-
-CHROMIUM = chromium()
+CHROMIUM = find_chromium()
 if CHROMIUM is None and os.environ.get("SINGULARITY_REQUIRE_BROWSER"):
     raise RuntimeError("the browser tests need Chromium: apt-get install chromium")
 
 # A module's `pytestmark`: its tests skip on a machine without Chromium (CI requires it).
 needs_browser = pytest.mark.skipif(
     CHROMIUM is None,
-    reason="no Chromium: apt-get install chromium (or set SINGULARITY_CHROMIUM)",
+    reason=MISSING,
 )
 
 
