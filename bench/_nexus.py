@@ -222,12 +222,15 @@ def process_env(platform: Platform, **extra: str) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def reply_queue(platform: Platform, prefix: str) -> AsyncIterator[str]:
-    """A fresh queue that Nexus may answer on, as a Singularity instance's reply queue is."""
+async def reply_queue(
+    platform: Platform, prefix: str, role: Role = Role.NEXUS
+) -> AsyncIterator[str]:
+    """A fresh queue that `role` (Nexus by default) may answer on, as a Singularity
+    instance's reply queue is."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     async with async_connection(platform.bus) as conn:
         await ensure_queue(conn, name)
-        await grant_publish(conn, platform.cluster.role_name(Role.NEXUS), name)
+        await grant_publish(conn, platform.cluster.role_name(role), name)
     try:
         yield name
     finally:

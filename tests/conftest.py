@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
@@ -37,6 +38,12 @@ TEST_DATABASE_URL = os.environ.get("SINGULARITY_TEST_DATABASE_URL")
 EXTERNAL = TEST_DATABASE_URL is not None
 
 embedded_only = pytest.mark.skipif(EXTERNAL, reason="needs the embedded server")
+
+# Property-based tests: few examples by default, many with HYPOTHESIS_PROFILE=thorough (or
+# --hypothesis-profile=thorough). No example database: a failure prints its seed and blob.
+hypothesis_settings.register_profile("ci", max_examples=15, database=None, print_blob=True)
+hypothesis_settings.register_profile("thorough", max_examples=200, database=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

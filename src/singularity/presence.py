@@ -10,6 +10,7 @@ sees when each started.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -20,6 +21,7 @@ from datetime import datetime
 import psycopg
 import structlog
 
+from singularity.postgres.connect import describe_error
 from singularity.postgres.endpoint import Endpoint
 
 __all__ = ["PRESENCE_PREFIX", "Presence", "hold_presence", "running_services"]
@@ -28,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 PRESENCE_PREFIX = "singularity."
 _NAME_LIMIT = 63  # PostgreSQL truncates application_name to NAMEDATALEN - 1 bytes
+_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # between attempts to connect again
 
 
 @dataclass(frozen=True)
@@ -45,20 +48,47 @@ def presence_name(service: str) -> str:
 
 @contextlib.asynccontextmanager
 async def hold_presence(endpoint: Endpoint, service: str) -> AsyncIterator[None]:
-    """Announce `service` while the block runs. A database that cannot be reached only costs
-    the announcement (the service itself reports its own connection errors)."""
+    """Announce `service` while the block runs, connecting again whenever the connection is
+    lost (a database restart ends every session). A database that cannot be reached only
+    costs the announcement (the service itself reports its own connection errors)."""
     conninfo = endpoint.conninfo(connect_timeout=10, application_name=presence_name(service))
-    try:
-        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-    except psycopg.Error as exc:
-        log.warning("presence_unavailable", service=service, reason=str(exc).strip())
-        yield
-        return
+    conn = await _connect(conninfo, service, quiet=False)  # seen as soon as the block runs
+    holder = asyncio.create_task(_hold(conninfo, service, conn), name=f"presence:{service}")
     try:
         yield
     finally:
-        with contextlib.suppress(psycopg.Error):
-            await conn.close()
+        holder.cancel()
+        await asyncio.gather(holder, return_exceptions=True)
+
+
+async def _connect(conninfo: str, service: str, *, quiet: bool) -> psycopg.AsyncConnection | None:
+    try:
+        return await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    except psycopg.Error as exc:
+        if not quiet:
+            log.warning("presence_unavailable", service=service, reason=str(exc).strip())
+        return None
+
+
+async def _hold(conninfo: str, service: str, conn: psycopg.AsyncConnection | None) -> None:
+    failures = 0
+    while True:
+        if conn is None:
+            await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
+            conn = await _connect(conninfo, service, quiet=failures > 0)
+            failures = 0 if conn is not None else failures + 1
+            if conn is not None:
+                log.info("presence_restored", service=service)
+            continue
+        try:
+            async with conn:
+                # Nothing is listened to, so this only returns by raising: when the
+                # connection is lost. No query, no polling.
+                async for _ in conn.notifies():
+                    pass
+        except psycopg.Error as exc:
+            log.warning("presence_lost", service=service, reason=describe_error(exc))
+        conn = None
 
 
 async def running_services(conn: psycopg.AsyncConnection) -> list[Presence]:

@@ -121,3 +121,30 @@ async def test_apply_then_rollback_restores_the_recorded_baseline(
             )
         ).fetchone()
     assert row == ("changed my mind", ["calc.py"])
+
+
+async def test_a_repository_path_too_long_for_the_system_is_refused_at_once(
+    genesis: RunningGenesis, bus_pool: AsyncConnectionPool, genesis_replies: str
+) -> None:
+    # Found by tests/shared_queue/test_fuzz_messages.py: Path.is_dir raised OSError (name too
+    # long) instead of answering False, and the experiment was retried five times.
+    request = ExperimentRequest(
+        id=f"exp-{uuid.uuid4().hex[:8]}",
+        repo="r" * 5000,
+        diff=GOOD_DIFF,
+        test_command=TEST_COMMAND,
+        reply_to=genesis_replies,
+    )
+    await Publisher(bus_pool).send("experiment_requests", request)
+    result = await wait_for_message(bus_pool, genesis_replies, request_id=request.id)
+    assert result["status"] == "error"
+    assert "not a directory" in result["error"]
+    async with bus_pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT message FROM pgmq.q_experiment_requests_dlq "
+                "WHERE message->'original'->>'id' = %s",
+                (request.id,),
+            )
+        ).fetchall()
+    assert [r[0]["read_ct"] for r in rows] == [1]  # refused at the first delivery

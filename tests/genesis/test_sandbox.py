@@ -342,3 +342,13 @@ async def test_unsafe_mode_runs_limited_but_not_isolated_and_says_so() -> None:
     assert [e["event"] for e in logs].count("sandbox_unsafe") == 2
     slow = await unsafe.run(["sleep", "30"], limits=Limits(wall_s=0.5))
     assert slow.timed_out and slow.wall_ms < 2500
+
+
+def test_a_limit_too_large_for_a_float_is_refused_not_a_crash() -> None:
+    # Found by tests/shared_queue/test_fuzz_messages.py: JSON's -1e400, which jsonb keeps as
+    # an exact 401-digit integer, raised OverflowError, and the job was retried, not refused.
+    message = "limits.cpu_s must be a number above 0 and at most 300"
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        limits_from_request({"cpu_s": -(10**400)})
+    with pytest.raises(ValueError, match=r"^limits\.wall_s"):
+        limits_from_request({"wall_s": 10**400})

@@ -3,13 +3,16 @@ reply_to, recorded in the design's tables and metrics; access needs the token.""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
+from websockets.asyncio.client import connect as ws_connect
 
 from helpers import eventually
 from nexus_support import RunningNexus, wait_for_message
@@ -250,3 +253,73 @@ async def test_the_dashboard_has_queues_pending_llm_and_decision_times(
     assert set(figures["decisions"]) == {"count", "p50_ms", "p90_ms"}
     assert "/api/approvals/{ident}/approve" in spec["paths"]
     assert {"alpha", "beta", "gamma"} <= {m["name"] for m in models}
+
+
+async def test_a_nul_character_or_the_last_day_of_the_calendar_is_no_server_error(
+    nexus: RunningNexus, bus_pool: AsyncConnectionPool
+) -> None:
+    # Found by tests/nexus/test_web_fuzz.py: PostgreSQL text cannot hold NUL, so these were
+    # 500s; and the day after 9999-12-31 overflowed.
+    ident = await send_approval(bus_pool)
+    await shows(nexus, "approvals", ident)
+    async with nexus.client() as client:
+        for path in ("/api/history", "/api/llm/requests"):
+            response = await client.get(path, params={"agent": "a\x00b"})
+            assert response.status_code == 400
+            assert response.json()["detail"] == "agent: Value error, may not contain NUL characters"
+        response = await client.post(f"/api/approvals/{ident}/reject", json={"reason": "no\x00"})
+        assert response.status_code == 400 and "NUL" in response.json()["detail"]
+        response = await client.post(f"/api/approvals/{ident}/approve", json={"user": "\x00"})
+        assert response.status_code == 400 and "NUL" in response.json()["detail"]
+        last_day = await client.get("/api/history", params={"until": "9999-12-31"})
+        assert last_day.status_code == 200, last_day.text
+        # The approval is still pending: nothing was decided by the refused calls.
+        assert (await client.get(f"/api/approvals/{ident}")).json()["status"] == "pending"
+
+
+async def test_a_request_nexus_could_not_store_or_read_back_is_dead_lettered_at_once(
+    nexus: RunningNexus, bus_pool: AsyncConnectionPool
+) -> None:
+    # Found by tests/shared_queue/test_fuzz_messages.py: an agent_id too long to index failed
+    # the handler on every delivery; a deadline that reads back outside the years 1 to 9999
+    # was stored, and every list of pending approvals then failed (the API, the web UI's
+    # snapshot, the expiry sweeper).
+    long_agent = await send_approval(bus_pool, agent_id="a" * 3000)
+    far_deadline = await send_approval(bus_pool, deadline="9999-12-31T23:59:59-14:00")
+    fine = await send_approval(bus_pool)
+    await shows(nexus, "approvals", fine)
+
+    async def dead() -> list[dict[str, object]]:
+        async with bus_pool.connection() as conn:
+            rows = await (
+                await conn.execute("SELECT message FROM pgmq.q_approval_requests_dlq")
+            ).fetchall()
+        ours = (long_agent, far_deadline)
+        letters = [r[0] for r in rows if isinstance(r[0]["original"], dict)]
+        return [letter for letter in letters if letter["original"].get("id") in ours]
+
+    async def both_dead() -> bool:
+        return len(await dead()) == 2
+
+    await eventually(both_dead)
+    assert all(letter["read_ct"] == 1 for letter in await dead())
+    assert {"agent_id", "deadline"} == {
+        str(letter["reason"]).split(":")[1].strip() for letter in await dead()
+    }
+    async with nexus.client() as client:
+        pending = await client.get("/api/approvals")
+    assert pending.status_code == 200
+    assert fine in {item["id"] for item in pending.json()["items"]}
+
+
+async def test_the_websocket_ignores_frames_that_are_not_pings(nexus: RunningNexus) -> None:
+    # Found by tests/nexus/test_web_fuzz.py: JSON that is not an object, or a binary frame,
+    # ended the session without a word.
+    url = nexus.url.replace("http://", "ws://") + "/ws"
+    headers = {"Authorization": f"Bearer {nexus.token}"}
+    async with ws_connect(url, additional_headers=headers) as ws:
+        assert json.loads(await ws.recv())["type"] == "snapshot"
+        for frame in ("[1, 2]", '"ping"', "7", "null", "not json", b"\x00\xff"):
+            await ws.send(frame)
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}

@@ -199,3 +199,37 @@ async def test_an_instance_without_its_queues_is_told_how_to_create_them(
     with pytest.raises(SingularityError, match=r"run `singularity db init --instance 9`"):
         async with connect(cluster.with_instance(9), settings):
             pass
+
+
+async def test_an_answer_whose_tier_is_not_text_is_still_recorded(
+    singularity_2: Connected, instance_db: AsyncConnectionPool, bus_pool: AsyncConnectionPool
+) -> None:
+    # Found by tests/shared_queue/test_fuzz_messages.py: `tier` is a field LlmResult keeps
+    # unchecked; an object there could not be written to llm_calls, and the answer was retried
+    # until it was dead-lettered, its caller never hearing of it.
+    request_id = str(uuid.uuid4())
+    await singularity_2.store.record_request(
+        request_id=request_id,
+        task_id=None,
+        step=None,
+        kind="llm",
+        queue="llm_requests",
+        reply_to="llm_results_2",
+        body={"agent_id": "coder-t9", "task_type": "simple_chat"},
+        deadline=None,
+    )
+    answer = {"request_id": request_id, "result": "hi", "model": "alpha", "tier": {"odd": 1}}
+    async with bus_pool.connection() as conn:
+        await conn.execute("SELECT pgmq.send('llm_results_2', %s::jsonb)", (json.dumps(answer),))
+
+    async def recorded() -> bool:
+        return await singularity_2.store.answer(request_id) is not None
+
+    await eventually(recorded)
+    async with instance_db.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT agent_id, model, tier FROM llm_calls WHERE request_id = %s", (request_id,)
+            )
+        ).fetchone()
+    assert row == ("coder-t9", "alpha", None)

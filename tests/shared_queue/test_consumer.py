@@ -23,6 +23,7 @@ from singularity.shared_queue import (
     Publisher,
     Reply,
 )
+from singularity.shared_queue.messages import MAX_KEY_LENGTH
 
 FAST = ConsumerOptions(poll_interval_s=0.05, retry_base_s=0.05, max_deliveries=3)
 
@@ -359,3 +360,29 @@ async def test_a_lost_message_without_replies_counts_as_a_duplicate_not_as_handl
     # Whichever consumer took the redelivery (the first may read it again itself), the
     # message was handled once; the stuck first delivery counted as a duplicate.
     assert first.stats.handled + second.stats.handled == 1
+
+
+async def test_a_request_key_too_long_to_archive_is_dead_lettered_and_its_batch_goes_on(
+    bus_pool: AsyncConnectionPool, queue: str
+) -> None:
+    # Found by tests/shared_queue/test_fuzz_messages.py: a key the model does not check (an
+    # `id` an LLM request keeps as an extra field) of 3000 characters passed validation, and
+    # the archive's key index refused it, failing the commit of its whole batch, again and
+    # again until every message of the batch was dead-lettered.
+    handled: list[str] = []
+
+    async def handle(delivery: Delivery[LlmRequest]) -> None:
+        handled.append(delivery.request_id)
+
+    design = {"agent_id": "a", "task_type": "t", "messages": [{"role": "user", "content": "hi"}]}
+    long_key = {**design, "id": "k" * (MAX_KEY_LENGTH + 1)}
+    await Publisher(bus_pool).send_batch(queue, [long_key, {**design, "request_id": "fine"}])
+    async with Running(Consumer(bus_pool, queue, LlmRequest, handle, options=FAST)):
+        await eventually(rows_are(bus_pool, f"a_{queue}", 1))
+        await eventually(rows_are(bus_pool, f"q_{queue}_dlq", 1))
+    assert handled == ["fine"]
+    [letter] = await bodies(bus_pool, f"q_{queue}_dlq")
+    assert letter["reason"] == (
+        f"its request key is {MAX_KEY_LENGTH + 1} characters long; at most {MAX_KEY_LENGTH}"
+    )
+    assert letter["read_ct"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -11,11 +12,16 @@ from pydantic import ValidationError
 from singularity.shared_queue import (
     QUEUES,
     ApprovalRequest,
+    BusMessage,
+    JobRequest,
     JobResult,
+    LlmRequest,
     LlmResult,
+    QuestionRequest,
     dead_letter_queue,
     validate_queue_name,
 )
+from singularity.shared_queue.messages import MAX_KEY_LENGTH
 
 DESIGN_MESSAGES = {
     "llm_requests": {
@@ -111,3 +117,71 @@ def test_queue_names() -> None:
     for bad in ("", "Upper", "1starts_with_digit", "x" * 48, "semi;colon"):
         with pytest.raises(ValueError, match="not a valid queue name"):
             validate_queue_name(bad)
+
+
+def test_request_keys_and_agent_ids_are_short_enough_to_index() -> None:
+    # Found by tests/shared_queue/test_fuzz_messages.py: a 3000-character request_id or
+    # agent_id passed validation, then failed its handler on every delivery (PostgreSQL
+    # cannot index it), until it was dead-lettered minutes later.
+    long = "k" * (MAX_KEY_LENGTH + 1)
+    llm = DESIGN_MESSAGES["llm_requests"]
+    cases: list[tuple[type[BusMessage], dict[str, object], str]] = [
+        (LlmRequest, {**llm, "request_id": long}, "request_id"),
+        (LlmRequest, {**llm, "agent_id": long}, "agent_id"),
+        (ApprovalRequest, {**DESIGN_MESSAGES["approval_requests"], "agent_id": long}, "agent_id"),
+        (JobRequest, {"id": long, "code": "print(1)", "language": "python"}, "id"),
+        (JobResult, {"request_id": long, "output": ""}, "request_id"),
+    ]
+    for model, body, field in cases:
+        with pytest.raises(ValidationError, match=f"{field}\n.*at most {MAX_KEY_LENGTH}"):
+            model.model_validate(body)
+    assert JobRequest.model_validate(
+        {"id": "k" * MAX_KEY_LENGTH, "code": "", "language": "python"}
+    ).id
+
+
+def test_token_counts_fit_an_integer_column() -> None:
+    # Found by the fuzz tests: 2**31 completion tokens crashed Singularity's llm_calls insert.
+    usage = {"prompt_tokens": 1, "completion_tokens": 2**31}
+    with pytest.raises(ValidationError, match="completion_tokens"):
+        LlmResult.model_validate({"request_id": "r", "result": "x", "model": "m", "usage": usage})
+    usage["completion_tokens"] = 2**31 - 1
+    LlmResult.model_validate({"request_id": "r", "result": "x", "model": "m", "usage": usage})
+
+
+@pytest.mark.parametrize(
+    "deadline",
+    ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00"],
+)
+def test_a_deadline_must_be_readable_back_in_any_time_zone(deadline: str) -> None:
+    # Found by the fuzz tests: such a deadline was stored, and from then on every list of
+    # pending approvals (the API, the web UI, the expiry sweeper) failed to read it back.
+    body = {**DESIGN_MESSAGES["approval_requests"], "deadline": deadline}
+    with pytest.raises(ValidationError, match=r"deadline\n.*between the years 2 and 9998"):
+        ApprovalRequest.model_validate(body)
+    question = {**DESIGN_MESSAGES["question_requests"], "deadline": deadline}
+    with pytest.raises(ValidationError, match="deadline"):
+        QuestionRequest.model_validate(question)
+    assert ApprovalRequest.model_validate({**body, "deadline": "2030-01-01T00:00:00Z"}).deadline
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "where"),
+    [
+        (JobResult, '{"request_id": "r", "output": "", "cpu_ms": 1e400}', "cpu_ms"),
+        (JobResult, '{"request_id": "r", "output": "", "x": [1, {"y": -1e400}]}', "x.1.y"),
+        (
+            QuestionRequest,
+            '{"id": "6f1c0a52-3c35-4d5e-9a51-2f4f8fb0e0a1", "question": "q", "context": [1e999]}',
+            "context.0",
+        ),
+    ],
+)
+def test_a_number_beyond_a_float_makes_a_message_invalid(
+    model: type[BusMessage], body: str, where: str
+) -> None:
+    # Found by tests/shared_queue/test_fuzz_messages.py: 1e400 reads as infinity, which cannot
+    # be written back as JSON, so recording the message failed on every delivery.
+    with pytest.raises(ValidationError, match=re.escape(f"{where}: the number is beyond")):
+        model.model_validate_json(body)
+    assert model.model_validate_json(body.replace("e400", "e300").replace("e999", "e300"))

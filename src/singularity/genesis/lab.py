@@ -63,7 +63,11 @@ class Lab:
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Run the experiment and record it; returns its outcome (as a dict)."""
-        if not trial.repo.is_dir():
+        try:
+            is_dir = trial.repo.is_dir()
+        except OSError:  # a path too long for the system, say: no directory either
+            is_dir = False
+        if not is_dir:
             raise UsageError(f"repository {str(trial.repo)!r} is not a directory on this host")
         self._workspaces.mkdir(parents=True, exist_ok=True)
         outcome = await experiments.run_experiment(

@@ -86,4 +86,7 @@ def _is_number(value: Any, whole: bool) -> bool:
         return False
     if whole:
         return isinstance(value, int)
-    return isinstance(value, int | float) and math.isfinite(value)
+    try:
+        return isinstance(value, int | float) and math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (JSON numbers have no bound)
+        return False

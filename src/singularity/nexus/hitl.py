@@ -3,8 +3,9 @@
 A request is stored in the nexus tables before anyone can see it (the store announces it on
 the `nexus_hitl` channel); a decision is written in one transaction with its metric, then its
 answer is published to the request's `reply_to` and marked as published. If the process stops
-between the two, the sweeper publishes it later: an answer can go out twice, never zero times,
-and the asker is idempotent on its request_id.
+between the two, the sweeper publishes it later. The answer is sent with a key of its decision
+(`send_once`), taken in the send's own transaction: a publish that went through before its
+mark was lost is not sent again, so every decision is answered exactly once.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from singularity.shared_queue import (
     Delivery,
     Publisher,
     QuestionRequest,
-    Reply,
     ReplyTargets,
 )
 
@@ -102,7 +102,7 @@ class Hitl:
 
     # -- intake (the queue consumers) -------------------------------------------------------
 
-    async def take_approval(self, delivery: Delivery[ApprovalRequest]) -> Reply | None:
+    async def take_approval(self, delivery: Delivery[ApprovalRequest]) -> None:
         request = delivery.message
         reply_to = request.reply_to or DEFAULT_REPLY_TO["approval"]
         await self._targets.require(reply_to)
@@ -116,9 +116,9 @@ class Hitl:
             "reply_to": reply_to,
             "deadline": request.deadline,
         }
-        return await self._take("approval", delivery, "approval_insert", params)
+        await self._take("approval", delivery, "approval_insert", params)
 
-    async def take_question(self, delivery: Delivery[QuestionRequest]) -> Reply | None:
+    async def take_question(self, delivery: Delivery[QuestionRequest]) -> None:
         request = delivery.message
         reply_to = request.reply_to or DEFAULT_REPLY_TO["question"]
         await self._targets.require(reply_to)
@@ -131,25 +131,20 @@ class Hitl:
             "reply_to": reply_to,
             "deadline": request.deadline,
         }
-        return await self._take("question", delivery, "question_insert", params)
+        await self._take("question", delivery, "question_insert", params)
 
     async def _take(
         self, kind: Kind, delivery: Delivery[Any], insert: str, params: dict[str, Any]
-    ) -> Reply | None:
+    ) -> None:
         async with self._pool.connection() as conn:
             inserted = await (await conn.execute(QUERIES[insert], params)).fetchone()
-            if inserted is not None:
-                log.info(f"{kind}_received", id=str(params["id"]), agent_id=params["agent_id"])
-                return None
-            cursor = conn.cursor(row_factory=dict_row)
-            row = await (await cursor.execute(QUERIES[_TABLES[kind].get], params)).fetchone()
-        # The same request again: pending, it is already shown; decided, its asker may have
-        # lost the answer, so it is answered again from the record.
-        if row is None or row["status"] == "pending" or row["published_at"] is None:
-            log.info(f"{kind}_duplicate_ignored", id=str(params["id"]))
-            return None
-        log.info(f"{kind}_answered_again", id=str(params["id"]))
-        return Reply(row["reply_to"], _answer(kind, row))
+        if inserted is not None:
+            log.info(f"{kind}_received", id=str(params["id"]), agent_id=params["agent_id"])
+            return
+        # The same request again (a redelivery after a lost archive, or sent twice): pending,
+        # it is already shown; decided, its answer goes out with the decision, exactly once
+        # (the sweeper sends one that did not go out), so never from here.
+        log.info(f"{kind}_duplicate_ignored", id=str(params["id"]))
 
     # -- decisions (the web UI, the API, the CLI) -------------------------------------------
 
@@ -257,7 +252,9 @@ class Hitl:
         """Send the answer and mark it sent; False (logged) when the bus refused it: the
         decision stands, and the sweeper tries again."""
         try:
-            await self._publisher.send(row["reply_to"], _answer(kind, row))
+            sent = await self._publisher.send_once(
+                row["reply_to"], f"nexus.{kind}:{row['id']}", _answer(kind, row)
+            )
         except psycopg.Error as exc:
             log.warning(
                 "answer_not_published",
@@ -267,6 +264,8 @@ class Hitl:
                 error=describe_error(exc),
             )
             return False
+        if sent is None:  # it went out before, and the process stopped before noting it
+            log.info("answer_already_sent", kind=kind, id=str(row["id"]))
         async with self._pool.connection() as conn:
             await conn.execute(QUERIES[_TABLES[kind].published], {"id": row["id"]})
         return True

@@ -55,9 +55,10 @@ class _Recorder:
 def _llm_call(result: LlmResult) -> dict[str, Any]:
     extra = result.model_extra or {}
     usage = result.usage
+    tier = extra.get("tier")  # a field the model keeps unchecked: any JSON value
     return {
         "model": result.model,
-        "tier": extra.get("tier"),
+        "tier": tier if isinstance(tier, str) else None,
         "prompt_tokens": usage.prompt_tokens if usage else 0,
         "completion_tokens": usage.completion_tokens if usage else 0,
         "cost_usd": result.cost_usd,

@@ -40,7 +40,7 @@ from singularity.shared_queue.metrics import (
 )
 from singularity.shared_queue.publisher import Publisher
 from singularity.shared_queue.replies import ReplyTargets
-from singularity.shared_queue.retention import prune_archives
+from singularity.shared_queue.retention import prune_archives, prune_sent_once
 
 __all__ = [
     "QUEUES",
@@ -79,6 +79,7 @@ __all__ = [
     "list_queues",
     "open_bus",
     "prune_archives",
+    "prune_sent_once",
     "queue_depths",
     "queue_metrics",
     "queue_spec",

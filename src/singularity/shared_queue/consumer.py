@@ -43,7 +43,7 @@ from singularity.shared_queue.delivery import (
     as_replies,
 )
 from singularity.shared_queue.listener import Listener
-from singularity.shared_queue.messages import validate_queue_name
+from singularity.shared_queue.messages import MAX_KEY_LENGTH, validate_queue_name
 from singularity.shared_queue.sql import QUERIES, archive_table
 from singularity.shared_queue.stats import ConsumerStats
 from singularity.shared_queue.waiting import race
@@ -147,6 +147,10 @@ class Consumer(Generic[M]):
             message = self._model.model_validate_json(row.body)
         except ValidationError as exc:
             return f"{_INVALID}{_validation_summary(exc)}"
+        if row.key is not None and len(row.key) > MAX_KEY_LENGTH:
+            # A key from a field the model does not check (an `id` it keeps as extra): the
+            # archive could not index it, and the batch it is committed with would fail.
+            return f"its request key is {len(row.key)} characters long; at most {MAX_KEY_LENGTH}"
         if row.read_ct > self.options.max_deliveries:
             return f"delivered {row.read_ct - 1} times without being handled"
         delivery = Delivery(self.queue, row.msg_id, row.read_ct, row.enqueued_at, message, row.key)

@@ -141,6 +141,7 @@ async def install_bus(
         if await ensure_queue(conn, spec.dead_letter, wake=False):
             report.created_queues.append(spec.dead_letter)
     await conn.execute(QUERIES["create_depths_function"])
+    await conn.execute(QUERIES["create_sent_once_table"])
     await apply_grants(conn, roles, specs)
     return report
 
@@ -155,6 +156,7 @@ async def apply_grants(
             await conn.execute(QUERIES.compose("revoke_bus", role=role))
             await conn.execute(QUERIES.compose("grant_usage", role=role))
             await conn.execute(QUERIES.compose("grant_depths", role=role))
+            await conn.execute(QUERIES.compose("revoke_sent_once", role=role))
         for spec in specs:
             for publisher in spec.publishers:
                 await _grant(conn, "grant_publish", roles[publisher], spec.name)
@@ -162,6 +164,10 @@ async def apply_grants(
             await _grant(conn, "grant_publish", roles[spec.consumer], spec.dead_letter)
         owner = roles[Role.CENTRALCLOUD]
         analytics = roles[Role.CENTRALCLOUD_ANALYTICS]
+        # Nexus publishes the humans' answers outside any consumer's transaction: at most once
+        # each through send_once. CentralCloud prunes the keys with the archives.
+        await conn.execute(QUERIES.compose("grant_send_once", role=roles[Role.NEXUS]))
+        await conn.execute(QUERIES.compose("grant_prune_sent_once", role=owner))
         for name in _all_queues(specs):
             await _grant(conn, "grant_observe", owner, name)
             await _grant(conn, "grant_prune", owner, name)

@@ -8,14 +8,16 @@ Unknown fields are kept (extra="allow"): a newer sender never loses data through
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "MAX_KEY_LENGTH",
     "ApprovalRequest",
     "ApprovalResponse",
     "BusMessage",
@@ -51,6 +53,33 @@ def validate_queue_name(name: str) -> str:
 QueueName = Annotated[str, AfterValidator(validate_queue_name)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
+# Request keys and agent ids are indexed (the bus's archives, the services' tables), and
+# PostgreSQL cannot index a value of more than about 2.7 kB: they are bounded well below that,
+# so that such a message is refused at once instead of failing its handler on every delivery.
+MAX_KEY_LENGTH = 500
+Key = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
+AgentId = Annotated[str, Field(max_length=MAX_KEY_LENGTH)]
+
+# A deadline is stored as a timestamptz and read back into a Python datetime in the session's
+# time zone: one that could fall outside the years 1 to 9999 there would make every list of
+# pending requests unreadable. A year's margin at each end covers every time zone.
+_EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9998, 12, 31, tzinfo=UTC)
+
+
+def _storable(value: datetime) -> datetime:
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    try:
+        inside = _EARLIEST <= aware.astimezone(UTC) <= _LATEST
+    except OverflowError:
+        inside = False
+    if not inside:
+        raise ValueError("must be between the years 2 and 9998 (UTC)")
+    return value
+
+
+Deadline = Annotated[datetime, AfterValidator(_storable)]
+
 
 class BusMessage(BaseModel):
     """Fields every message may carry."""
@@ -58,6 +87,16 @@ class BusMessage(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     schema_version: int = SCHEMA_VERSION
+
+    @model_validator(mode="after")
+    def _finite_numbers(self) -> BusMessage:
+        # JSON numbers have no bound, and jsonb keeps them exactly; one beyond a float's range
+        # reads as infinity, which no JSON can hold again: such a message could be neither
+        # recorded nor answered. Every field counts, nested and extra ones too.
+        where = _infinite(self)
+        if where is not None:
+            raise ValueError(f"{where}: the number is beyond a float's range")
+        return self
 
     def idempotency_key(self) -> str | None:
         """The request this message belongs to; two messages with one key have one effect."""
@@ -71,9 +110,9 @@ class BusMessage(BaseModel):
 class Request(BusMessage):
     """A message that asks for a result."""
 
-    request_id: NonEmpty | None = None
+    request_id: Key | None = None
     reply_to: QueueName | None = None
-    agent_id: str | None = None
+    agent_id: AgentId | None = None
 
     def idempotency_key(self) -> str | None:
         return self.request_id or _design_id(self)
@@ -82,10 +121,29 @@ class Request(BusMessage):
 class Result(BusMessage):
     """A message that answers a request."""
 
-    request_id: NonEmpty
+    request_id: Key
 
     def idempotency_key(self) -> str | None:
         return self.request_id
+
+
+def _infinite(value: Any, path: str = "") -> str | None:
+    """Where the first number that is not finite is, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path or "a number"
+    if isinstance(value, BaseModel):
+        items: Any = {**value.__dict__, **(value.__pydantic_extra__ or {})}.items()
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, inner in items:
+        found = _infinite(inner, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def _design_id(message: BaseModel) -> str | None:
@@ -102,11 +160,15 @@ class ChatMessage(BaseModel):
     content: str | list[Any] | None = None
 
 
+# Token counts are kept in PostgreSQL integer columns (the services' LLM call logs).
+_MAX_TOKENS = 2**31 - 1
+
+
 class Usage(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    prompt_tokens: int = Field(ge=0)
-    completion_tokens: int = Field(ge=0)
+    prompt_tokens: int = Field(ge=0, le=_MAX_TOKENS)
+    completion_tokens: int = Field(ge=0, le=_MAX_TOKENS)
 
 
 class ErrorInfo(BaseModel):
@@ -119,7 +181,7 @@ class ErrorInfo(BaseModel):
 class LlmRequest(Request):
     """`llm_requests`: Singularity asks Nexus for a model call."""
 
-    agent_id: NonEmpty
+    agent_id: Key
     task_type: NonEmpty
     messages: list[ChatMessage] = Field(min_length=1)
     complexity: Literal["simple", "medium", "complex"] | None = None
@@ -148,7 +210,7 @@ class ApprovalRequest(Request):
     file_path: NonEmpty
     diff: str
     description: str | None = None
-    deadline: datetime | None = None
+    deadline: Deadline | None = None
 
 
 class ApprovalResponse(Result):
@@ -164,7 +226,7 @@ class QuestionRequest(Request):
     id: UUID
     question: NonEmpty
     context: Any = None
-    deadline: datetime | None = None
+    deadline: Deadline | None = None
 
 
 class QuestionResponse(Result):
@@ -182,7 +244,7 @@ class JobRequest(Request):
     disk_mb).
     """
 
-    id: NonEmpty
+    id: Key
     code: str
     language: NonEmpty
     mode: Literal["check", "lint", "run", "test"] | None = None
@@ -212,7 +274,7 @@ class ExperimentRequest(Request):
     changed by an experiment.
     """
 
-    id: NonEmpty
+    id: Key
     repo: NonEmpty
     diff: str
     test_command: NonEmpty

@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from singularity.shared_queue.messages import BusMessage, validate_queue_name
 from singularity.shared_queue.sql import QUERIES
 
-__all__ = ["Publisher", "encode", "encode_batch", "send_message"]
+__all__ = ["Publisher", "encode", "encode_batch", "send_message", "send_once"]
 
 Payload = BusMessage | Mapping[str, Any]
 
@@ -27,6 +27,22 @@ def encode(message: Payload) -> str:
 def encode_batch(bodies: Sequence[str]) -> str:
     """Encoded messages joined into the one JSON array the send_batch query takes."""
     return "[" + ",".join(bodies) + "]"
+
+
+async def send_once(
+    conn: psycopg.AsyncConnection, queue: str, key: str, message: Payload
+) -> int | None:
+    """Send one message unless a message with this key was sent before; its msg_id, or None.
+
+    The key is taken in the send's own transaction: a sender that cannot tell whether an
+    earlier call went through (its connection was lost, it crashed before noting the send)
+    calls again, and at most one message is ever sent.
+    """
+    async with conn.transaction():
+        claimed = await (await conn.execute(QUERIES["claim_send"], {"key": key})).fetchone()
+        if claimed is None:
+            return None
+        return await send_message(conn, queue, message)
 
 
 async def send_message(
@@ -50,6 +66,11 @@ class Publisher:
         """Send one message; returns its pgmq msg_id."""
         async with self._pool.connection() as conn:
             return await send_message(conn, queue, message, delay_s=delay_s)
+
+    async def send_once(self, queue: str, key: str, message: Payload) -> int | None:
+        """Send one message unless one with `key` was sent before (see `send_once`)."""
+        async with self._pool.connection() as conn:
+            return await send_once(conn, queue, key, message)
 
     async def send_batch(
         self, queue: str, messages: Sequence[Payload], *, delay_s: int = 0

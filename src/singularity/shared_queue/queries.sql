@@ -54,6 +54,11 @@ FROM pgmq.send_batch(
     %(delay)s::integer
 ) AS msg_id
 
+-- name: claim_send --
+-- Take a send-once key (send_once); no row when it was taken before. The key and the send
+-- commit in one transaction.
+INSERT INTO bus.sent_once (key) VALUES (%(key)s) ON CONFLICT (key) DO NOTHING RETURNING true
+
 -- name: set_vt --
 -- Make messages visible again after vt seconds (0: now); returns the ids still in the queue.
 SELECT msg_id
@@ -182,6 +187,36 @@ AS $$
     ORDER BY m.queue_name
 $$;
 REVOKE ALL ON FUNCTION bus.queue_depths() FROM PUBLIC
+
+-- name: create_sent_once_table --
+-- The keys of messages sent with send_once: whoever cannot tell whether its send went
+-- through (a lost connection, a crash before it noted the send) sends again without sending
+-- twice. Keys are kept for the retention period.
+CREATE SCHEMA IF NOT EXISTS bus;
+CREATE TABLE IF NOT EXISTS bus.sent_once (
+    key text PRIMARY KEY,
+    sent_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS sent_once_sent_at_idx ON bus.sent_once (sent_at)
+
+-- name: revoke_sent_once --
+REVOKE ALL ON bus.sent_once FROM {role}
+
+-- name: grant_send_once --
+GRANT SELECT, INSERT ON bus.sent_once TO {role}
+
+-- name: grant_prune_sent_once --
+GRANT SELECT, DELETE ON bus.sent_once TO {role}
+
+-- name: prune_sent_once --
+-- Delete one batch of send-once keys older than the retention period; returns how many.
+WITH doomed AS (
+    SELECT key FROM bus.sent_once
+    WHERE sent_at < now() - make_interval(days => %(days)s)
+    ORDER BY sent_at
+    LIMIT %(batch)s
+)
+DELETE FROM bus.sent_once s USING doomed d WHERE s.key = d.key
 
 -- name: grant_depths --
 GRANT USAGE ON SCHEMA bus TO {role};

@@ -1,4 +1,5 @@
-"""Retention: archive rows older than SHARED_QUEUE_RETENTION_DAYS are deleted, in batches."""
+"""Retention: archive rows (and send-once keys) older than SHARED_QUEUE_RETENTION_DAYS are
+deleted, in batches."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import structlog
 
 from singularity.shared_queue.sql import QUERIES, archive_table
 
-__all__ = ["prune_archives"]
+__all__ = ["prune_archives", "prune_sent_once"]
 
 log = structlog.get_logger(__name__)
 
@@ -34,3 +35,16 @@ async def prune_archives(
         if total:
             log.info("archive_pruned", queue=queue, rows=total, older_than_days=days)
     return pruned
+
+
+async def prune_sent_once(conn: psycopg.AsyncConnection, *, days: int, batch: int = 5000) -> int:
+    """Delete send-once keys older than `days`; how many."""
+    total = 0
+    while True:
+        cursor = await conn.execute(QUERIES["prune_sent_once"], {"days": days, "batch": batch})
+        total += cursor.rowcount
+        if cursor.rowcount < batch:
+            break
+    if total:
+        log.info("sent_once_pruned", rows=total, older_than_days=days)
+    return total

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from singularity.errors import NotFound, UsageError
@@ -49,6 +49,15 @@ _SECURITY_HEADERS = {
 _PING_TIMEOUT_S = 60.0
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:  # PostgreSQL text cannot hold it
+        raise ValueError("may not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
 @dataclass(frozen=True)
 class WebContext:
     """What the web application works with."""
@@ -66,15 +75,15 @@ class WebContext:
 class DecisionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user: str | None = Field(None, max_length=100, description="Who decides (shown in history)")
-    reason: str | None = Field(None, max_length=4000, description="Required to reject")
+    user: Text | None = Field(None, max_length=100, description="Who decides (shown in history)")
+    reason: Text | None = Field(None, max_length=4000, description="Required to reject")
 
 
 class AnswerBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user: str | None = Field(None, max_length=100)
-    response: str = Field(max_length=100_000)
+    user: Text | None = Field(None, max_length=100)
+    response: Text = Field(max_length=100_000)
 
 
 def create_app(ctx: WebContext) -> FastAPI:
@@ -217,7 +226,7 @@ def create_app(ctx: WebContext) -> FastAPI:
     @app.get("/api/history", dependencies=api, tags=["history"], response_model=None)
     async def history(
         kind: Literal["approvals", "questions"] = "approvals",
-        agent: Annotated[str | None, Query(max_length=200)] = None,
+        agent: Annotated[Text | None, Query(max_length=200)] = None,
         outcome: Literal["approved", "rejected", "expired", "answered"] | None = None,
         since: date | None = None,
         until: date | None = None,
@@ -236,7 +245,7 @@ def create_app(ctx: WebContext) -> FastAPI:
             agent=agent,
             outcome=outcome,
             since=_day_start(since),
-            until=_day_start(until + timedelta(days=1)) if until else None,
+            until=_day_start(until + timedelta(days=1)) if until and until < date.max else None,
             limit=limit,
         )
         if format is None:
@@ -259,8 +268,8 @@ def create_app(ctx: WebContext) -> FastAPI:
 
     @app.get("/api/llm/requests", dependencies=api, tags=["llm"])
     async def llm_requests(
-        agent: Annotated[str | None, Query(max_length=200)] = None,
-        outcome: Annotated[str | None, Query(max_length=50)] = None,
+        agent: Annotated[Text | None, Query(max_length=200)] = None,
+        outcome: Annotated[Text | None, Query(max_length=50)] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     ) -> dict[str, Any]:
         """The LLM request log, newest first: tier, candidates tried, model, tokens, cost."""
@@ -308,9 +317,13 @@ async def _pump(websocket: WebSocket, events: asyncio.Queue[dict[str, Any] | Non
 
     async def receive() -> None:
         while True:
-            text = await asyncio.wait_for(websocket.receive_text(), _PING_TIMEOUT_S)
+            message = await asyncio.wait_for(websocket.receive(), _PING_TIMEOUT_S)
+            if message["type"] == "websocket.disconnect":
+                return
+            # Anything but a ping (other JSON, other text, a binary frame) is ignored.
             with contextlib.suppress(ValueError):
-                if json.loads(text).get("type") == "ping":
+                frame = json.loads(message.get("text") or "null")
+                if isinstance(frame, dict) and frame.get("type") == "ping":
                     await websocket.send_json({"type": "pong"})
 
     async def send() -> None:
