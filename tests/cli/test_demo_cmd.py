@@ -8,14 +8,13 @@ import os
 import re
 import socket
 import sys
-from pathlib import Path
 
 from playwright.async_api import expect
 
 from browser_support import launch_browser, needs_browser
-from conftest import KEY_VARIABLE, REGISTRY
 from genesis_support import require_bwrap
 from helpers import singularity
+from singularity.config import Settings
 from singularity.postgres.cluster import Cluster
 from singularity.testing.openai_server import MockOpenAI, Reply
 
@@ -39,21 +38,15 @@ async def _read_until(stream: asyncio.StreamReader, pattern: str, seen: list[str
 
 @needs_browser
 async def test_demo_walks_through_the_three_flows(
-    cluster: Cluster, mock_llm_server: MockOpenAI, tmp_path: Path
+    cluster: Cluster, nexus_settings: Settings, llm: MockOpenAI
 ) -> None:
     require_bwrap()
-    mock_llm_server.reset()
     for model in ("alpha", "beta", "gamma"):
-        mock_llm_server.script(
-            model, Reply("Queues keep every request until it is answered.", 20, 9)
-        )
-    registry = tmp_path / "models.toml"
-    registry.write_text(REGISTRY.format(base=mock_llm_server.base_url, key=KEY_VARIABLE))
+        llm.script(model, Reply("Queues keep every request until it is answered.", 20, 9))
     env = {
-        **os.environ,
+        **os.environ,  # with the local server's key (the `llm` fixture)
         "PORT": str(_free_port()),
-        "NEXUS_MODELS_FILE": str(registry),
-        KEY_VARIABLE: "test-key",
+        "NEXUS_MODELS_FILE": str(nexus_settings.nexus_models_file),
         "COLUMNS": "200",  # one narrated step per line
     }
     demo = await asyncio.create_subprocess_exec(

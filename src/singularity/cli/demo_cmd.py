@@ -170,7 +170,7 @@ async def _platform(
     settings: Settings, cluster: Cluster, flows: list[str]
 ) -> AsyncIterator[list[str]]:
     """Start the services the flows need that no process runs yet; yield their names."""
-    needed = {"nexus"} if flows != ["code"] else set()
+    needed = {"nexus"} if {"llm", "approval"} & set(flows) else set()
     if "code" in flows and (await sandbox_check(settings)).verdict != "fail":
         needed.add("genesis")  # without a sandbox, the code flow says how to get one
     found = await platform_status(cluster)

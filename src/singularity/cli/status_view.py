@@ -113,35 +113,32 @@ def _flows_table(found: PlatformStatus) -> Table:
     """One row per flow: requests and results waiting, the oldest, and dead letters."""
     table = Table("flow", "requests", "results", "oldest", "dead letters", box=box.SIMPLE_HEAD)
     depth = {q["queue"]: q for q in found.queues}
-    claimed: set[str] = set()
+    live = [name for name in depth if not name.endswith(DLQ_SUFFIX)]
+    unclaimed = set(live)
     for flow in FLOWS.values():
-        names = [
+        results = [
             name
-            for name in depth
-            if name == flow.requests
-            or name == flow.results
-            or name.startswith(flow.results + "_")
+            for name in live
+            if name == flow.results
+            or name.startswith(flow.results + "_")  # another instance's reply queue
             or name.endswith("_" + flow.results)  # genesis_llm_results
         ]
-        claimed.update(names)
-        table.add_row(
-            flow.kind, *_depths(depth, flow.requests, [n for n in names if n != flow.requests])
-        )
-    for name in sorted(depth):
-        if name not in claimed and not name.endswith(DLQ_SUFFIX):
-            claimed.add(name)
-            table.add_row(name, *_depths(depth, name, []))
+        unclaimed -= {flow.requests, *results}
+        table.add_row(flow.kind, *_depths(depth, flow.requests, results))
+    for name in sorted(unclaimed):
+        table.add_row(name, *_depths(depth, name, []))
     return table
 
 
 def _depths(depth: dict[str, dict[str, Any]], requests: str, results: list[str]) -> list[str]:
-    live = [n for n in [requests, *results] if not n.endswith(DLQ_SUFFIX) and n in depth]
-    ages = [depth[n]["oldest_age_s"] for n in live if depth[n]["oldest_age_s"] is not None]
-    dead = sum(depth[n + DLQ_SUFFIX]["length"] for n in live if n + DLQ_SUFFIX in depth)
-    waiting_results = sum(depth[n]["length"] for n in results if not n.endswith(DLQ_SUFFIX))
+    """Requests waiting, results waiting, the oldest's age and dead letters of these queues
+    (none of them a dead-letter queue)."""
+    names = [name for name in (requests, *results) if name in depth]
+    ages = [depth[n]["oldest_age_s"] for n in names if depth[n]["oldest_age_s"] is not None]
+    dead = sum(depth[n + DLQ_SUFFIX]["length"] for n in names if n + DLQ_SUFFIX in depth)
     return [
         str(depth[requests]["length"]) if requests in depth else "-",
-        str(waiting_results),
+        str(sum(depth[n]["length"] for n in results)),
         f"{max(ages)} s" if ages else "-",
         f"[red]{dead}[/]" if dead else "0",
     ]
