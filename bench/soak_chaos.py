@@ -78,6 +78,7 @@ from _nexus import (
 )
 from singularity.postgres.connect import open_pool
 from singularity.postgres.topology import Role
+from singularity.presence import running_services
 from singularity.shared_queue import Listener
 from singularity.shared_queue.publisher import send_message
 from singularity.shared_queue.waiting import race
@@ -547,13 +548,7 @@ async def presence(platform: Platform) -> Counter[str]:
     async with await psycopg.AsyncConnection.connect(
         platform.bus.conninfo(), autocommit=True
     ) as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT application_name FROM pg_stat_activity "
-                "WHERE application_name LIKE 'singularity.%%'"
-            )
-        ).fetchall()
-    return Counter(str(name).removeprefix("singularity.").partition("@")[0] for (name,) in rows)
+        return Counter(p.service for p in await running_services(conn))
 
 
 def wrong_answer(request: Request) -> str | None:
