@@ -1,20 +1,22 @@
 """Unified diffs: the paths they touch, and applying them with `git apply`.
 
-A diff applies to a directory as its root, git repository or not: git is kept from looking
-for a repository above it (GIT_CEILING_DIRECTORIES), so paths are always relative to that
-directory and `git apply` acts as `patch -p1` where there is no `.git`. A diff is checked
-(`git apply --check`) before anything is written, so it applies whole or not at all.
+A diff applies to a directory as its root, git repository or not: git runs against a sealed,
+empty git directory of the platform's own (`singularity.safegit`), so paths are always relative
+to that directory, `git apply` acts as `patch -p1`, and nothing in the directory's `.git` (its
+config, attributes or hooks) is read or run. A diff is checked (`git apply --check`) before
+anything is written, so it applies whole or not at all.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 from singularity.errors import SingularityError
 from singularity.genesis.paths import UnsafePath, relative_parts
+from singularity.safegit import read_head, sealed_env, sealed_git_dir
 
 __all__ = ["DiffFailed", "apply_diff", "check_diff", "git_head", "touched_paths"]
 
@@ -64,9 +66,7 @@ def apply_diff(tree: Path, diff: str) -> tuple[str, ...]:
 
 def git_head(directory: Path) -> str | None:
     """The commit checked out in `directory` if it is a git repository's root, else None."""
-    result = _git(directory, "", "rev-parse", "--verify", "--quiet", "HEAD")
-    head = result.stdout.decode().strip()
-    return head if result.returncode == 0 and head else None
+    return read_head(directory)
 
 
 def touched_paths(diff: str) -> tuple[str, ...]:
@@ -156,22 +156,21 @@ def _reason(stderr: bytes) -> str:
 
 
 def _git(directory: Path, stdin: str, *args: str) -> subprocess.CompletedProcess[bytes]:
-    # A caller's GIT_DIR or GIT_INDEX_FILE (from a hook, say) must not redirect us.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
-    env |= {"GIT_CEILING_DIRECTORIES": str(directory.resolve().parent), "LC_ALL": "C"}
-    try:
-        return subprocess.run(
-            ["git", "-c", "core.fsmonitor=false", *args],
-            cwd=directory,
-            input=stdin.encode("utf-8", "surrogateescape"),
-            capture_output=True,
-            env=env,
-            timeout=_GIT_TIMEOUT_S,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise SingularityError(
-            "git is not installed: Genesis applies diffs with `git apply`"
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise DiffFailed(f"git {args[0]} took longer than {_GIT_TIMEOUT_S} s") from None
+    with tempfile.TemporaryDirectory(prefix="singularity-git-") as scratch:
+        env = sealed_env(Path(scratch), sealed_git_dir(Path(scratch)), directory.resolve())
+        try:
+            return subprocess.run(
+                ["git", *args],
+                cwd=directory,
+                input=stdin.encode("utf-8", "surrogateescape"),
+                capture_output=True,
+                env=env,
+                timeout=_GIT_TIMEOUT_S,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise SingularityError(
+                "git is not installed: Genesis applies diffs with `git apply`"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise DiffFailed(f"git {args[0]} took longer than {_GIT_TIMEOUT_S} s") from None

@@ -14,10 +14,11 @@ repository the diff is applied in place (`git apply` works there as `patch -p1`)
 is no branch or commit. A directory inside a git repository but not its top level is
 refused, since its paths would not be the repository's.
 
-Every git command runs with a fixed author and committer, without hooks
-(`core.hooksPath=/dev/null`), without commit signing, and without the caller's `GIT_*`
-variables; discovery stops at the repository's directory (GIT_CEILING_DIRECTORIES), so a
-plain directory inside someone else's repository stays a plain directory.
+Every git command runs with a fixed author and committer against a sealed git directory
+(`singularity.safegit`): git never reads the repository's config, attributes file or hooks,
+nor any system or global configuration, so nothing a repository names (a filter, a hook, an
+fsmonitor, a pager, a helper) runs. A commit reaches the repository through a shadow
+directory that shares only its objects and refs.
 """
 
 from __future__ import annotations
@@ -25,23 +26,24 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from singularity.errors import SingularityError, UsageError
 from singularity.orchestrator.diffs import diff_problem, touched_files
+from singularity.safegit import find_repository, sealed_env, sealed_git_dir, shadow_git_dir
 
 __all__ = ["AppliedChange", "apply_change", "check_diff", "is_git_repository"]
 
 _NAME, _EMAIL = "Singularity", "singularity@localhost"
-_CONFIG = (
-    *("-c", "core.hooksPath=/dev/null"),
-    *("-c", "core.fsmonitor=false"),
-    *("-c", "commit.gpgsign=false"),
-    *("-c", "core.quotePath=false"),
-    *("-c", f"user.name={_NAME}"),
-    *("-c", f"user.email={_EMAIL}"),
-)
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": _NAME,
+    "GIT_AUTHOR_EMAIL": _EMAIL,
+    "GIT_COMMITTER_NAME": _NAME,
+    "GIT_COMMITTER_EMAIL": _EMAIL,
+}
 _GIT_TIMEOUT_S = 120.0
 _MAX_ERROR_CHARS = 4000
 _MAX_SUFFIX = 100
@@ -70,7 +72,8 @@ async def check_diff(root: Path, diff: str) -> str | None:
     problem = diff_problem(diff)
     if problem is not None:
         return problem
-    run = await _git(base, "apply", "--check", "--verbose", "-", stdin=diff)
+    with _sealed(base, shadow=False) as git:
+        run = await git("apply", "--check", "--verbose", "-", stdin=diff)
     return None if run.code == 0 else _cleaned(run.err, base)
 
 
@@ -81,7 +84,7 @@ async def is_git_repository(root: Path) -> bool:
     another user), rather than treating it as a plain directory.
     """
     base = _directory(root)
-    return await _toplevel(base) == base
+    return _toplevel(base) == base
 
 
 async def apply_change(root: Path, diff: str, *, branch: str, message: str) -> AppliedChange:
@@ -91,9 +94,10 @@ async def apply_change(root: Path, diff: str, *, branch: str, message: str) -> A
     if problem is not None:
         raise SingularityError(f"the change cannot be applied: {problem}")
     files = touched_files(diff)
-    top = await _toplevel(base)
+    top = _toplevel(base)
     if top is None:
-        run = await _git(base, "apply", "-", stdin=diff)
+        with _sealed(base, shadow=False) as git:
+            run = await git("apply", "-", stdin=diff)
         if run.code != 0:
             raise SingularityError(f"the diff does not apply: {_cleaned(run.err, base)}")
         return AppliedChange(branch=None, commit=None, files=files, base=None)
@@ -104,11 +108,12 @@ async def apply_change(root: Path, diff: str, *, branch: str, message: str) -> A
         )
     if not message.strip():
         raise UsageError("a change needs a commit message")
-    await _check_branch_name(base, branch)
-    head = await _head(base)
-    await _refuse_uncommitted(base, files)
-    commit = await _commit(base, head, diff, message)
-    created = await _create_branch(base, branch, commit)
+    with _sealed(base, shadow=True) as git:
+        await _check_branch_name(git, branch)
+        head = await _head(git)
+        await _refuse_uncommitted(git, files)
+        commit = await _commit(git, head, diff, message)
+        created = await _create_branch(git, branch, commit)
     return AppliedChange(branch=created, commit=commit, files=files, base=head)
 
 
@@ -118,34 +123,34 @@ def _directory(root: Path) -> Path:
     return root.resolve()
 
 
-async def _toplevel(base: Path) -> Path | None:
-    run = await _git(base, "rev-parse", "--show-toplevel", ceiling=False)
-    if run.code == 0:
-        return Path(run.out.strip())  # git gives the real path, as `base` is
-    if (base / ".git").exists():
+def _toplevel(base: Path) -> Path | None:
+    """The top of the work tree holding `base`; SingularityError for one owned by another
+    user (as git's own safe.directory check refuses it)."""
+    top = find_repository(base)
+    if top is not None and os.lstat(top / ".git").st_uid != os.geteuid():
         raise SingularityError(
-            f"git cannot use the repository in {str(base)!r}: {_cleaned(run.err, base)}"
+            f"git cannot use the repository in {str(top)!r}: it is owned by another user"
         )
-    return None
+    return top
 
 
-async def _head(base: Path) -> str:
-    run = await _git(base, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+async def _head(git: _Git) -> str:
+    run = await git("rev-parse", "--verify", "--quiet", "HEAD^{commit}")
     if run.code != 0:
-        raise SingularityError(f"the repository {str(base)!r} has no commit yet: commit first")
+        raise SingularityError(f"the repository {str(git.base)!r} has no commit yet: commit first")
     return run.out.strip()
 
 
-async def _check_branch_name(base: Path, branch: str) -> None:
-    run = await _git(base, "check-ref-format", f"refs/heads/{branch}")
+async def _check_branch_name(git: _Git, branch: str) -> None:
+    run = await git("check-ref-format", f"refs/heads/{branch}")
     if run.code != 0 or branch.startswith("-") or not branch:
         raise UsageError(f"{branch!r} is not a valid git branch name")
 
 
-async def _refuse_uncommitted(base: Path, files: list[str]) -> None:
+async def _refuse_uncommitted(git: _Git, files: list[str]) -> None:
     """SingularityError when any touched file differs from HEAD in the index or work tree."""
-    run = await _git(
-        base,
+    base = git.base
+    run = await git(
         "--literal-pathspecs",
         "status",
         "--porcelain=v1",
@@ -153,6 +158,7 @@ async def _refuse_uncommitted(base: Path, files: list[str]) -> None:
         "--untracked-files=all",
         "--",
         *files,
+        env={"GIT_INDEX_FILE": str(base / ".git" / "index")},
     )
     if run.code != 0:
         raise SingularityError(f"git status failed in {str(base)!r}: {_cleaned(run.err, base)}")
@@ -164,38 +170,37 @@ async def _refuse_uncommitted(base: Path, files: list[str]) -> None:
         )
 
 
-async def _commit(base: Path, head: str, diff: str, message: str) -> str:
+async def _commit(git: _Git, head: str, diff: str, message: str) -> str:
     """The commit of the diff applied to `head`, made in a temporary index."""
-    with tempfile.TemporaryDirectory(prefix="singularity-apply-") as scratch:
-        env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
-        read = await _git(base, "read-tree", head, env=env)
-        if read.code != 0:
-            raise SingularityError(f"git could not read HEAD: {_cleaned(read.err, base, scratch)}")
-        applied = await _git(base, "apply", "--cached", "-", stdin=diff, env=env)
-        if applied.code != 0:
-            reason = _cleaned(applied.err, base, scratch)
-            raise SingularityError(f"the diff does not apply to HEAD ({head[:12]}): {reason}")
-        tree = await _git(base, "write-tree", env=env)
-        commit = await _git(
-            base, "commit-tree", tree.out.strip(), "-p", head, "-F", "-", stdin=message
-        )
-        if tree.code != 0 or commit.code != 0:
-            reason = _cleaned(tree.err + commit.err, base, scratch)
-            raise SingularityError(f"git could not commit the change: {reason}")
+    base, scratch = git.base, str(git.scratch)
+    env = {"GIT_INDEX_FILE": str(git.scratch / "index")}
+    read = await git("read-tree", head, env=env)
+    if read.code != 0:
+        raise SingularityError(f"git could not read HEAD: {_cleaned(read.err, base, scratch)}")
+    applied = await git("apply", "--cached", "-", stdin=diff, env=env)
+    if applied.code != 0:
+        reason = _cleaned(applied.err, base, scratch)
+        raise SingularityError(f"the diff does not apply to HEAD ({head[:12]}): {reason}")
+    tree = await git("write-tree", env=env)
+    commit = await git("commit-tree", tree.out.strip(), "-p", head, "-F", "-", stdin=message)
+    if tree.code != 0 or commit.code != 0:
+        reason = _cleaned(tree.err + commit.err, base, scratch)
+        raise SingularityError(f"git could not commit the change: {reason}")
     return commit.out.strip()
 
 
-async def _create_branch(base: Path, branch: str, commit: str) -> str:
+async def _create_branch(git: _Git, branch: str, commit: str) -> str:
     """Point a new branch at `commit`: `branch`, or the first free `branch-N`."""
+    base = git.base
     for number in range(1, _MAX_SUFFIX + 1):
         name = branch if number == 1 else f"{branch}-{number}"
         # The empty old value makes update-ref create the ref only if it does not exist.
-        run = await _git(
-            base, "update-ref", "-m", "singularity: new branch", f"refs/heads/{name}", commit, ""
+        run = await git(
+            "update-ref", "-m", "singularity: new branch", f"refs/heads/{name}", commit, ""
         )
         if run.code == 0:
             return name
-        exists = await _git(base, "show-ref", "--verify", "--quiet", f"refs/heads/{name}")
+        exists = await git("show-ref", "--verify", "--quiet", f"refs/heads/{name}")
         if exists.code != 0:
             raise SingularityError(
                 f"git could not create branch {name!r}: {_cleaned(run.err, base)}"
@@ -216,36 +221,40 @@ def _cleaned(stderr: str, base: Path, *scratch: str) -> str:
     return cleaned
 
 
-async def _git(
-    base: Path,
-    *args: str,
-    stdin: str | None = None,
-    env: dict[str, str] | None = None,
-    ceiling: bool = True,
-) -> _Run:
-    """Run git in `base`; discovery stops at `base` unless `ceiling` is False."""
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
-    environment |= {
-        "LC_ALL": "C",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_AUTHOR_NAME": _NAME,
-        "GIT_AUTHOR_EMAIL": _EMAIL,
-        "GIT_COMMITTER_NAME": _NAME,
-        "GIT_COMMITTER_EMAIL": _EMAIL,
-        **(env or {}),
-    }
-    if ceiling:
-        environment["GIT_CEILING_DIRECTORIES"] = str(base.parent)
+@contextmanager
+def _sealed(base: Path, *, shadow: bool) -> Iterator[_Git]:
+    """git for `base` on a sealed directory: the repository's shadow, or an empty one."""
+    with tempfile.TemporaryDirectory(prefix="singularity-git-") as scratch:
+        root = Path(scratch)
+        git_dir = shadow_git_dir(base, root) if shadow else sealed_git_dir(root)
+        yield _Git(base, root, sealed_env(root, git_dir, base, _IDENTITY))
+
+
+class _Git:
+    """git commands in one work tree, on one sealed git directory."""
+
+    def __init__(self, base: Path, scratch: Path, env: dict[str, str]) -> None:
+        self.base = base
+        self.scratch = scratch
+        self._env = env
+
+    async def __call__(
+        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+    ) -> _Run:
+        return await _git(self.base, args, self._env | (env or {}), stdin)
+
+
+async def _git(base: Path, args: tuple[str, ...], env: dict[str, str], stdin: str | None) -> _Run:
+    """Run git in `base` with exactly the environment `env`."""
     try:
         process = await asyncio.create_subprocess_exec(
             "git",
-            *_CONFIG,
             *args,
             cwd=base,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=environment,
+            env=env,
         )
     except FileNotFoundError:
         raise SingularityError("git is not installed: agents apply diffs with git") from None
