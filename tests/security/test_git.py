@@ -82,6 +82,17 @@ def hostile_repository(root: Path, markers: Path) -> Path:
     return repo
 
 
+def committed_file(repo: Path, spec: str) -> bytes:
+    """A file of a commit, read with git (hooks and filters off: the test's own look)."""
+    return subprocess.run(
+        ["git", "-c", "core.hooksPath=/dev/null", "cat-file", "blob", spec],
+        cwd=repo,
+        env={"PATH": os.environ["PATH"], "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo)},
+        capture_output=True,
+        check=True,
+    ).stdout
+
+
 def fired(markers: Path) -> list[str]:
     return sorted(os.listdir(markers))
 
@@ -132,14 +143,7 @@ async def test_finding_1_singularity_check_and_commit_run_nothing(
     assert fired(markers) == []
     assert applied.branch == "singularity/t1" and applied.files == ["calc.py"]
     # The commit is real and holds the change; the user's checkout is untouched.
-    shown = subprocess.run(
-        ["git", "-c", "core.hooksPath=/dev/null", "show", f"{applied.commit}:calc.py"],
-        cwd=repo,
-        env={"PATH": os.environ["PATH"], "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo)},
-        capture_output=True,
-        check=False,
-    )
-    assert b"integers and floats" in shown.stdout
+    assert b"integers and floats" in committed_file(repo, f"{applied.commit}:calc.py")
     assert b"integers" not in (repo / "calc.py").read_bytes()
 
 
@@ -152,7 +156,7 @@ async def test_attack_diff_cannot_write_into_dot_git(hostile: tuple[Path, Path])
     )
     problem = await check_diff(repo, diff)
     assert problem is not None
-    with pytest.raises(Exception, match="(?i)invalid path|\\.git|does not apply"):
+    with pytest.raises(Exception, match=r"(?i)invalid path|\.git|does not apply"):
         apply_to_repository(repo, diff)
     assert fired(markers) == []
 
