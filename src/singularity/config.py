@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     shared_queue_retention_days: int = Field(90, ge=1)
     shared_queue_poll_ms: int = Field(250, ge=10, le=60_000)
     shared_queue_batch_size: int = Field(100, ge=1, le=10_000)
+    # The largest message a consumer reads (its JSON text, in bytes); a larger one is
+    # dead-lettered unread. 8 MiB is four times the largest job result at Genesis's default
+    # output limits (1 MiB per stream); jsonb itself stops near 255 MiB.
+    shared_queue_max_message_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024, le=255 * 1024 * 1024)
 
     # Services.
     port: Port = 3000
@@ -106,6 +110,8 @@ class Settings(BaseSettings):
     nexus_host: str = "127.0.0.1"
     nexus_ui_token: SecretStr | None = None
     nexus_public_url: str | None = None
+    # The largest HTTP body the web UI reads (checked before reading; a larger one gets 413).
+    nexus_max_body_bytes: int = Field(1_048_576, ge=1024, le=1 << 30)
     nexus_expiry_policy: Literal["reject", "keep"] = "reject"
 
     # Singularity: agents, tasks, knowledge, backups.

@@ -11,8 +11,9 @@ the server as drawn (an HTTP client would resolve `../` first).
 
 Properties: no answer is a 5xx; a refusal is a 4xx that says why, in words (the API's
 `{"detail": "..."}`, or a page or text); the WebSocket refuses a bad handshake, survives any
-frame a client sends, and keeps answering pings. Afterwards Nexus still answers /healthz and
-still carries a real approval from the queue, through the API, to `approval_responses`.
+frame a client sends up to its limit (a larger one closes it with 1009), and keeps answering
+pings. Afterwards Nexus still answers /healthz and still carries a real approval from the
+queue, through the API, to `approval_responses`.
 
 Run with more examples: HYPOTHESIS_PROFILE=thorough (see tests/conftest.py and docs/nexus.md).
 """
@@ -42,6 +43,7 @@ from helpers import eventually
 from nexus_support import RunningNexus, wait_for_message
 from singularity.nexus.token import csrf_token
 from singularity.nexus.web.auth import COOKIE
+from singularity.nexus.web.server import WS_MAX_MESSAGE_BYTES
 from singularity.observability.server import Observability, open_observability
 from singularity.service_context import ServiceContext
 from singularity.shared_queue import Publisher
@@ -461,7 +463,6 @@ def _handshakes(token: str, port: int) -> st.SearchStrategy[Handshake]:
     good = (("Authorization", f"Bearer {token}"),)
     return st.one_of(
         st.just(Handshake("/ws", good, True)),
-        st.just(Handshake("/ws", (cookie,), True)),
         st.just(Handshake("/ws", (cookie, ("Origin", f"http://127.0.0.1:{port}")), True)),
         st.sampled_from(
             [
@@ -469,6 +470,10 @@ def _handshakes(token: str, port: int) -> st.SearchStrategy[Handshake]:
                 Handshake("/ws", (("Authorization", "Bearer nope"),), False),
                 Handshake("/ws", (("Authorization", f"Basic {token}"),), False),
                 Handshake("/ws", (cookie, ("Origin", "http://evil.example")), False),
+                # The cookie only from a page of this very origin (a browser always sends it).
+                Handshake("/ws", (cookie,), False),
+                Handshake("/ws", (cookie, ("Origin", "null")), False),
+                Handshake("/ws", (cookie, ("Origin", f"https://127.0.0.1:{port}")), False),
                 Handshake("/ws", (("Cookie", f"{COOKIE}=nope"),), False),
                 Handshake(f"/ws?token={token}", (), False),
                 Handshake("/ws/x", good, False),
@@ -496,6 +501,15 @@ FRAMES = st.one_of(
     st.just("x" * 500_000),
     st.binary(max_size=100),
 )
+
+
+def _refused_as_too_big(ws: Any, frame: str | bytes) -> None:
+    """A message over the limit closes the socket with 1009 (and the next socket works)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.send(frame)
+        for _ in range(50):
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009, closed.value
 
 
 def _ping(ws: Any) -> bool:
@@ -532,6 +546,9 @@ async def test_the_websocket_refuses_bad_handshakes_and_survives_any_frame(
             assert handshake.admitted, f"a socket it should refuse got {first}"
             assert first["type"] == "snapshot"
             for frame in frames:
+                if len(frame) > WS_MAX_MESSAGE_BYTES:
+                    _refused_as_too_big(ws, frame)
+                    return
                 ws.send(frame)
             assert _ping(ws), "the server stopped answering pings"
 

@@ -27,6 +27,7 @@ from singularity.nexus.models_view import describe_models
 from singularity.nexus.providers import CONFIGURE_A_PROVIDER, Providers
 from singularity.nexus.registry import load_registry
 from singularity.nexus.service import ui_address
+from singularity.nexus.text_safety import escape_hidden, warning
 from singularity.nexus.token import ui_token
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection, open_pool
@@ -233,7 +234,8 @@ def hitl_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
     if as_json:
         for item in pending["approvals"]:
             item.pop("diff_html", None)
-        console.print_json(json.dumps(pending))
+        # ASCII only: a bidi control or an escape sequence stays a visible \uXXXX.
+        console.print_json(json.dumps(pending), ensure_ascii=True)
         return
     if not pending["approvals"] and not pending["questions"]:
         console.print("nothing is waiting for a decision")
@@ -241,17 +243,25 @@ def hitl_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
     table = Table(title="Waiting for a human")
     for column in ("id", "kind", "agent", "age", "about"):
         table.add_column(column, overflow="fold")
+    flagged = []
     for kind, items in (("approval", pending["approvals"]), ("question", pending["questions"])):
         for item in items:
             about = item["file_path"] if kind == "approval" else item["question"]
             table.add_row(
                 item["id"],
                 kind,
-                escape(item["agent_id"]),
+                _shown(item["agent_id"]),
                 _age(item["created_at"]),
-                escape(about[:80]),
+                _shown(about[:80]),
             )
+            if _warning(kind, item):
+                flagged.append(item["id"])
     console.print(table)
+    if flagged:
+        _warn(
+            f"{len(flagged)} of these hold hidden or bidirectional Unicode characters "
+            f"(shown as <U+....>): `singularity hitl show ID` says where ({', '.join(flagged)})"
+        )
 
 
 @hitl_app.command("show")
@@ -267,19 +277,22 @@ def hitl_show(ident: str = typer.Argument(..., metavar="ID")) -> None:
         raise SingularityError(f"no approval or question with id {ident}")
 
     item = _decide(work)
+    found = _warning(item["kind"], item)
+    if found:
+        _warn(found)
     console.print(
-        f"[bold]{item['kind']}[/] {item['id']} · agent {escape(item['agent_id'])} · "
+        f"[bold]{item['kind']}[/] {item['id']} · agent {_shown(item['agent_id'])} · "
         f"{item['status']} · {_age(item['created_at'])} old"
     )
     if item["kind"] == "approval":
-        console.print(f"[bold]file[/] {escape(item['file_path'])}")
+        console.print(f"[bold]file[/] {_shown(item['file_path'])}")
         if item["description"]:
-            console.print(escape(item["description"]))
-        console.print(Syntax(item["diff"], "diff", word_wrap=True))
+            console.print(_shown(item["description"]))
+        console.print(Syntax(escape_hidden(item["diff"]), "diff", word_wrap=True))
     else:
-        console.print(escape(item["question"]))
+        console.print(_shown(item["question"]))
         if item["context_text"]:
-            console.print(Syntax(item["context_text"], "json", word_wrap=True))
+            console.print(Syntax(escape_hidden(item["context_text"]), "json", word_wrap=True))
 
 
 @hitl_app.command("approve")
@@ -290,7 +303,7 @@ def hitl_approve(
 ) -> None:
     """Approve a change: its agent receives approved=true."""
     item = _decide(lambda hitl: hitl.approve(ident, user=_reviewer(user), reason=reason))
-    console.print(f"approved {item['id']} ({escape(item['file_path'])})")
+    console.print(f"approved {item['id']} ({_shown(item['file_path'])})")
 
 
 @hitl_app.command("reject")
@@ -301,7 +314,7 @@ def hitl_reject(
 ) -> None:
     """Reject a change with a reason: its agent receives approved=false and the reason."""
     item = _decide(lambda hitl: hitl.reject(ident, user=_reviewer(user), reason=reason))
-    console.print(f"rejected {item['id']} ({escape(item['file_path'])})")
+    console.print(f"rejected {item['id']} ({_shown(item['file_path'])})")
 
 
 @hitl_app.command("answer")
@@ -313,6 +326,34 @@ def hitl_answer(
     """Answer a question."""
     item = _decide(lambda hitl: hitl.answer(ident, user=_reviewer(user), response=text))
     console.print(f"answered {item['id']}")
+
+
+def _shown(text: str) -> str:
+    """Agent text for the terminal: no markup, and no character that hides or reorders text
+    or that the terminal would obey (escape sequences): each is shown as <U+....>."""
+    return escape(escape_hidden(text))
+
+
+def _warning(kind: str, item: dict[str, Any]) -> str | None:
+    if kind == "approval":
+        fields = {
+            "diff": item["diff"],
+            "file_path": item["file_path"],
+            "description": item["description"],
+            "agent_id": item["agent_id"],
+        }
+        return warning(fields, lines_of="diff")
+    fields = {
+        "question": item["question"],
+        "context": item.get("context_text"),
+        "agent_id": item["agent_id"],
+    }
+    return warning(fields, lines_of="context")
+
+
+def _warn(text: str) -> None:
+    # One line, printed where the reviewer reads (stdout), so that it cannot be missed.
+    console.print(f"[bold red]warning:[/] {escape(text)}", soft_wrap=True)
 
 
 def _usd(value: float | None) -> str:

@@ -119,6 +119,7 @@ class Nexus:
                         models=lambda: describe_models(router.registry, router.providers),
                         version=version("singularity"),
                         secure_cookie=(settings.nexus_public_url or "").startswith("https://"),
+                        max_body_bytes=settings.nexus_max_body_bytes,
                     )
                 )
                 web = WebServer(app, sock)

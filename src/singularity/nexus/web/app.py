@@ -14,7 +14,7 @@ from importlib.resources import files
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, status
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -24,28 +24,22 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from singularity.config import Settings
 from singularity.errors import NotFound, UsageError
 from singularity.nexus.dashboard import dashboard
 from singularity.nexus.hitl import AlreadyDecided, Hitl, Kind
 from singularity.nexus.hitl_events import HitlEvents
 from singularity.nexus.render import iso
 from singularity.nexus.sql import QUERIES
+from singularity.nexus.text_safety import js_pattern
 from singularity.nexus.web.auth import COOKIE, Access
+from singularity.nexus.web.guard import Guard
 
 __all__ = ["WebContext", "create_app"]
 
 log = structlog.get_logger(__name__)
 
 PAGES = ("approvals", "questions", "history", "dashboard")
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
 _PING_TIMEOUT_S = 60.0
 
 
@@ -70,6 +64,8 @@ class WebContext:
     models: Callable[[], list[dict[str, Any]]]
     version: str
     secure_cookie: bool = False
+    # NEXUS_MAX_BODY_BYTES: the service passes the setting; this is its default.
+    max_body_bytes: int = Settings.model_fields["nexus_max_body_bytes"].default
 
 
 class DecisionBody(BaseModel):
@@ -99,13 +95,9 @@ def create_app(ctx: WebContext) -> FastAPI:
     static_dir = files("singularity.nexus.web") / "static"
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
     access = ctx.access
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        for name, value in _SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
+    # The token (API), the body limit and the security headers, before anything else runs.
+    app.add_middleware(Guard, access=access, max_body_bytes=ctx.max_body_bytes)
+    hidden_chars = js_pattern()  # computed once (a tenth of a second), at start-up
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -126,11 +118,6 @@ def create_app(ctx: WebContext) -> FastAPI:
     @app.exception_handler(AlreadyDecided)
     async def already_decided(_: Request, exc: AlreadyDecided) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status.HTTP_409_CONFLICT)
-
-    def api_access(request: Request) -> None:
-        access.check_api(request)
-
-    api = [Depends(api_access)]
 
     # -- pages -----------------------------------------------------------------------------
 
@@ -164,7 +151,7 @@ def create_app(ctx: WebContext) -> FastAPI:
                 max_age=60 * 60 * 24 * 30,
             )
             return response
-        if not access.signed_in(request):
+        if not access.signed_in(request.headers):
             return _denied(request, "This page needs the platform's access token.")
         return templates.TemplateResponse(
             request,
@@ -174,6 +161,7 @@ def create_app(ctx: WebContext) -> FastAPI:
                 "csrf_token": access.csrf,
                 "version": ctx.version,
                 "static_url": "/static",
+                "hidden_chars": hidden_chars,
             },
             headers={"Cache-Control": "no-store"},
         )
@@ -188,42 +176,42 @@ def create_app(ctx: WebContext) -> FastAPI:
 
     # -- approvals and questions -------------------------------------------------------------
 
-    @app.get("/api/approvals", dependencies=api, tags=["approvals"])
+    @app.get("/api/approvals", tags=["approvals"])
     async def list_approvals() -> dict[str, Any]:
         """Every pending approval, oldest first."""
         return {"items": await ctx.hitl.pending("approval")}
 
-    @app.get("/api/approvals/{ident}", dependencies=api, tags=["approvals"])
+    @app.get("/api/approvals/{ident}", tags=["approvals"])
     async def get_approval(ident: str) -> dict[str, Any]:
         return await ctx.hitl.get("approval", ident)
 
-    @app.post("/api/approvals/{ident}/approve", dependencies=api, tags=["approvals"])
+    @app.post("/api/approvals/{ident}/approve", tags=["approvals"])
     async def approve(ident: str, body: DecisionBody) -> dict[str, Any]:
         """Approve: publishes `{request_id, approved: true}` to the request's reply queue."""
         return await ctx.hitl.approve(ident, user=body.user or "web", reason=body.reason)
 
-    @app.post("/api/approvals/{ident}/reject", dependencies=api, tags=["approvals"])
+    @app.post("/api/approvals/{ident}/reject", tags=["approvals"])
     async def reject(ident: str, body: DecisionBody) -> dict[str, Any]:
         """Reject with a reason: publishes `{request_id, approved: false, reason}`."""
         return await ctx.hitl.reject(ident, user=body.user or "web", reason=body.reason)
 
-    @app.get("/api/questions", dependencies=api, tags=["questions"])
+    @app.get("/api/questions", tags=["questions"])
     async def list_questions() -> dict[str, Any]:
         """Every pending question, oldest first."""
         return {"items": await ctx.hitl.pending("question")}
 
-    @app.get("/api/questions/{ident}", dependencies=api, tags=["questions"])
+    @app.get("/api/questions/{ident}", tags=["questions"])
     async def get_question(ident: str) -> dict[str, Any]:
         return await ctx.hitl.get("question", ident)
 
-    @app.post("/api/questions/{ident}/answer", dependencies=api, tags=["questions"])
+    @app.post("/api/questions/{ident}/answer", tags=["questions"])
     async def answer(ident: str, body: AnswerBody) -> dict[str, Any]:
         """Answer: publishes `{request_id, response}` to the request's reply queue."""
         return await ctx.hitl.answer(ident, user=body.user or "web", response=body.response)
 
     # -- history, dashboard, LLM use --------------------------------------------------------
 
-    @app.get("/api/history", dependencies=api, tags=["history"], response_model=None)
+    @app.get("/api/history", tags=["history"], response_model=None)
     async def history(
         kind: Literal["approvals", "questions"] = "approvals",
         agent: Annotated[Text | None, Query(max_length=200)] = None,
@@ -261,12 +249,12 @@ def create_app(ctx: WebContext) -> FastAPI:
             )
         return Response(_csv(which, items), media_type="text/csv", headers=disposition)
 
-    @app.get("/api/dashboard", dependencies=api, tags=["dashboard"])
+    @app.get("/api/dashboard", tags=["dashboard"])
     async def dashboard_figures() -> dict[str, Any]:
         """Queue depths, pending work, LLM use today, time to decision."""
         return await dashboard(ctx.nexus_pool, ctx.bus_pool)
 
-    @app.get("/api/llm/requests", dependencies=api, tags=["llm"])
+    @app.get("/api/llm/requests", tags=["llm"])
     async def llm_requests(
         agent: Annotated[Text | None, Query(max_length=200)] = None,
         outcome: Annotated[Text | None, Query(max_length=50)] = None,
@@ -284,7 +272,7 @@ def create_app(ctx: WebContext) -> FastAPI:
             row["completed_at"] = iso(row["completed_at"])
         return {"items": rows}
 
-    @app.get("/api/models", dependencies=api, tags=["llm"])
+    @app.get("/api/models", tags=["llm"])
     async def models() -> dict[str, Any]:
         """The model registry: credentials, prices and the rules that use each model."""
         return {"items": ctx.models()}
@@ -293,10 +281,7 @@ def create_app(ctx: WebContext) -> FastAPI:
 
     @app.websocket("/ws")
     async def live(websocket: WebSocket) -> None:
-        if not access.websocket_allowed(websocket):
-            await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="token required")
-            return
-        await websocket.accept()
+        await websocket.accept()  # the guard let only a holder of the token this far
         events = ctx.events.subscribe()  # before the snapshot: nothing falls in between
         try:
             await websocket.send_json(await ctx.events.snapshot())

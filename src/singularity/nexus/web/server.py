@@ -11,7 +11,11 @@ from fastapi import FastAPI
 from singularity.errors import SingularityError
 from singularity.serving import InLoopServer, listen
 
-__all__ = ["WebServer", "bind"]
+__all__ = ["WS_MAX_MESSAGE_BYTES", "WebServer", "bind"]
+
+# The page sends nothing but pings on its WebSocket: a larger message closes it with 1009
+# (checked from the frame's header, before its payload is read).
+WS_MAX_MESSAGE_BYTES = 64 * 1024
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -31,7 +35,12 @@ class WebServer:
     def __init__(self, app: FastAPI, sock: socket.socket) -> None:
         self.socket = sock
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", ws_ping_interval=20.0
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws_ping_interval=20.0,
+            ws_max_size=WS_MAX_MESSAGE_BYTES,
         )
         self._server = InLoopServer(config)
 

@@ -9,6 +9,8 @@
  * It reaches the page only through textContent / createElement / setAttribute (see el()).
  * The single exception is an approval's diff_html, which the server generates with Pygments
  * (see diffFragment(), which also checks its shape before using it).
+ * Characters a reader cannot see (bidirectional controls, zero-width, control characters)
+ * are shown as visible <U+....> markers wherever such text is shown (see marked()).
  */
 "use strict";
 
@@ -157,6 +159,100 @@
   }
 
   // ------------------------------------------------------------------------------------
+  // Hidden characters: each shown as a visible <U+....> marker, and a warning on the card
+  // ------------------------------------------------------------------------------------
+
+  /** The set comes from the server (nexus/text_safety.py), so the page and the CLI agree. */
+  const HIDDEN = (() => {
+    const app = document.getElementById("app");
+    try {
+      return new RegExp(app.dataset.hiddenChars, "gu");
+    } catch {
+      // No set from the server: every control, format or unassigned character is flagged.
+      return /\r(?!\n)|[^\P{C}\t\n\r]|[\u2028\u2029\u115F\u1160\u3164\uFFA0]/gu;
+    }
+  })();
+
+  const codeOf = (ch) => `U+${ch.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+  const hasHidden = (text) => typeof text === "string" && text.search(HIDDEN) !== -1;
+
+  /** Text as nodes, each hidden character a highlighted marker; for el() and append(). */
+  function marked(text) {
+    const value = text === null || text === undefined ? "" : String(text);
+    const out = [];
+    let last = 0;
+    for (const match of value.matchAll(HIDDEN)) {
+      if (match.index > last) out.push(value.slice(last, match.index));
+      const code = codeOf(match[0]);
+      out.push(el("span", { className: "hidden-char", "data-testid": "hidden-char",
+        title: `Hidden character ${code}: invisible, or changes how the text around it reads` },
+      `<${code}>`));
+      last = match.index + match[0].length;
+    }
+    if (last < value.length || !out.length) out.push(value.slice(last));
+    return out;
+  }
+
+  /** Text with markers, as one string (titles, labels, toasts). */
+  const escapeHidden = (text) => String(text ?? "").replace(HIDDEN, (ch) => `<${codeOf(ch)}>`);
+
+  /** Hidden characters inside nodes already built (the highlighted diff) become markers. */
+  function markHiddenIn(root) {
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    const found = [];
+    while (walker.nextNode()) if (hasHidden(walker.currentNode.data)) found.push(walker.currentNode);
+    for (const node of found) node.replaceWith(...marked(node.data));
+  }
+
+  /** How many hidden characters, which ones, and on which lines (1-based). */
+  function hiddenIn(text) {
+    const result = { count: 0, codes: new Set(), lines: [] };
+    if (typeof text !== "string") return result;
+    let line = 1;
+    let from = 0;
+    for (const match of text.matchAll(HIDDEN)) {
+      for (let i = text.indexOf("\n", from); i !== -1 && i < match.index;
+        i = text.indexOf("\n", i + 1)) line += 1;
+      from = match.index;
+      result.count += 1;
+      result.codes.add(codeOf(match[0]));
+      if (result.lines[result.lines.length - 1] !== line) result.lines.push(line);
+    }
+    return result;
+  }
+
+  /**
+   * The card's warning, as GitHub shows one, or null. fields: [name, text, withLines].
+   * "This change contains 3 hidden or bidirectional Unicode characters (U+202E) in diff
+   * lines 6, 7 ..."
+   */
+  function hiddenWarning(noun, fields) {
+    let count = 0;
+    const codes = new Set();
+    const where = [];
+    for (const [name, text, withLines] of fields) {
+      const found = hiddenIn(text);
+      if (!found.count) continue;
+      count += found.count;
+      for (const code of found.codes) codes.add(code);
+      if (!withLines) {
+        where.push(name);
+        continue;
+      }
+      const lines = found.lines.slice(0, 10).join(", ") + (found.lines.length > 10 ? ", …" : "");
+      where.push(`${name} line${found.lines.length > 1 ? "s" : ""} ${lines}`);
+    }
+    if (!count) return null;
+    const kinds = Array.from(codes).slice(0, 6).join(", ") + (codes.size > 6 ? ", …" : "");
+    return el("div", { className: "hidden-warning", "data-testid": "hidden-warning",
+      role: "alert", "data-count": String(count) },
+    el("strong", {}, `⚠ This ${noun} contains ${count} hidden or bidirectional Unicode ` +
+      `character${count > 1 ? "s" : ""}`),
+    ` (${kinds}) in ${where.join("; ")}. It may read differently from what it does: ` +
+      "each one is shown as a highlighted <U+…> marker. Read it with care before deciding.");
+  }
+
+  // ------------------------------------------------------------------------------------
   // Reviewer name: kept in localStorage, sent as `user` with every decision
   // ------------------------------------------------------------------------------------
 
@@ -273,6 +369,12 @@
    * other attribute. Anything else falls back to the raw diff as text.
    */
   function diffFragment(item) {
+    const fragment = diffNodes(item);
+    markHiddenIn(fragment);
+    return fragment;
+  }
+
+  function diffNodes(item) {
     const html = item.diff_html;
     if (typeof html === "string" && html) {
       const template = document.createElement("template");
@@ -304,7 +406,8 @@
   function toast(message, tone = "info") {
     const box = $("#toasts");
     if (!box) return;
-    const node = el("div", { className: `toast toast-${tone}`, "data-testid": "toast" }, message);
+    const node = el("div", { className: `toast toast-${tone}`, "data-testid": "toast" },
+      marked(message));
     box.append(node);
     while (box.children.length > 4) box.firstElementChild.remove();
     setTimeout(() => node.remove(), 6000);
@@ -599,7 +702,8 @@
 
   /** The parts every card shares: header line with agent, age and deadline, and a message. */
   function cardMeta(item) {
-    const agent = el("span", { className: "agent", "data-testid": "agent" }, item.agent_id || "—");
+    const agent = el("span", { className: "agent", "data-testid": "agent" },
+      marked(item.agent_id || "—"));
     const age = ageNode(item.created_at);
     const deadline = deadlineNode(item.deadline);
     const meta = el("div", { className: "card-meta" },
@@ -632,7 +736,8 @@
   const approvals = { list: null, selectedId: null };
 
   function buildApprovalCard(item) {
-    const path = el("code", { className: "file-path", "data-testid": "file-path" }, item.file_path);
+    const path = el("code", { className: "file-path", "data-testid": "file-path" });
+    const warning = el("div", { className: "warning-slot" });
     const label = el("span", { className: "status-label", "data-testid": "status-label",
       hidden: true });
     const { meta, agent, age, deadline } = cardMeta(item);
@@ -650,7 +755,7 @@
     const root = el("article", { className: "card approval-card", "data-testid": "approval-card",
       "data-id": item.id, tabindex: "-1" },
       el("header", { className: "card-head" }, path, label),
-      meta, description, diff,
+      meta, warning, description, diff,
       el("div", { className: "card-actions" }, approve, reason, reject),
       message);
 
@@ -659,11 +764,14 @@
       update(next) {
         const diffChanged = next.diff_html !== card.item.diff_html || next.diff !== card.item.diff;
         card.item = next;
-        path.textContent = next.file_path;
-        root.setAttribute("aria-label", `Approval: ${next.file_path}`);
-        description.textContent = next.description || "";
+        path.replaceChildren(...marked(next.file_path));
+        root.setAttribute("aria-label", `Approval: ${escapeHidden(next.file_path)}`);
+        description.replaceChildren(...marked(next.description || ""));
         description.hidden = !next.description;
-        agent.textContent = next.agent_id || "—";
+        agent.replaceChildren(...marked(next.agent_id || "—"));
+        warning.replaceChildren(hiddenWarning("change", [["file path", next.file_path],
+          ["description", next.description], ["agent", next.agent_id],
+          ["diff", next.diff, true]]) || "");
         refreshAge(age, next.created_at);
         setDeadline(deadline, next.deadline);
         if (diffChanged) diff.replaceChildren(diffFragment(next)); // keeps scroll otherwise
@@ -861,6 +969,7 @@
     const label = el("span", { className: "status-label", "data-testid": "status-label",
       hidden: true });
     const context = el("pre", { className: "context", "data-testid": "context" });
+    const warning = el("div", { className: "warning-slot" });
     const contextBlock = el("div", { className: "context-block" },
       el("div", { className: "block-label" }, "Context"), context);
     const answer = el("textarea", { className: "answer-input", "data-testid": "answer-input",
@@ -873,18 +982,20 @@
       "data-id": item.id, tabindex: "-1" },
       el("header", { className: "card-head" }, el("span", { className: "card-kind" }, "Question"),
         label),
-      meta, question, contextBlock, answer,
+      meta, warning, question, contextBlock, answer,
       el("div", { className: "card-actions" }, submit), message);
 
     const card = {
       el: root, item, busy: false, expired: false, expiryTimer: null, answer,
       update(next) {
         card.item = next;
-        question.textContent = next.question || "";
+        question.replaceChildren(...marked(next.question || ""));
         const text = typeof next.context_text === "string" ? next.context_text : "";
-        context.textContent = text;
+        context.replaceChildren(...marked(text));
         contextBlock.hidden = !text;
-        agent.textContent = next.agent_id || "—";
+        agent.replaceChildren(...marked(next.agent_id || "—"));
+        warning.replaceChildren(hiddenWarning("question", [["question", next.question],
+          ["context", text, true], ["agent", next.agent_id]]) || "");
         refreshAge(age, next.created_at);
         setDeadline(deadline, next.deadline);
       },
@@ -1071,8 +1182,8 @@
 
   const HISTORY_COLUMNS = {
     approvals: [
-      ["File", (item) => el("code", { className: "file-path", title: item.file_path },
-        item.file_path)],
+      ["File", (item) => el("code", { className: "file-path",
+        title: escapeHidden(item.file_path) }, marked(item.file_path))],
       ["Agent", (item) => item.agent_id, "agent"],
       ["Outcome", (item) => outcomePill(item.status)],
       ["Reason", (item) => clamped(item.reason)],
@@ -1100,7 +1211,7 @@
   /** Long free text: a few lines in the table, the whole of it on hover. */
   function clamped(text) {
     if (!text) return "—";
-    return el("span", { className: "clamp", title: text }, text);
+    return el("span", { className: "clamp", title: escapeHidden(text) }, marked(text));
   }
 
   function timeCell(iso) {
@@ -1125,8 +1236,10 @@
       { "data-testid": "history-row", "data-id": item.id, "data-status": item.status },
       columns.map(([, cell, cls]) => {
         const value = cell(item);
-        return el("td", { className: cls }, value === null || value === undefined || value === ""
-          ? "—" : value);
+        if (value === null || value === undefined || value === "") {
+          return el("td", { className: cls }, "—");
+        }
+        return el("td", { className: cls }, typeof value === "string" ? marked(value) : value);
       })));
     if (!rows.length) {
       const what = kind === "approvals" ? "decided approvals" : "answered or expired questions";
