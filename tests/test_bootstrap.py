@@ -76,13 +76,20 @@ def test_a_server_without_pgvector_gets_an_error_that_names_the_fix(
 
 @pytest.fixture
 def limited_role(cluster: Cluster) -> Iterator[str]:
-    """A login role with neither CREATEDB nor CREATEROLE."""
+    """A login role with neither CREATEDB nor CREATEROLE.
+
+    It may connect to `postgres`, as any role may on a configured server (the embedded one
+    closes it to all but the administrator).
+    """
     name = f"limited_{uuid.uuid4().hex[:6]}"
+    role = psycopg.sql.Identifier(name)
     with connection(cluster.maintenance(Database.SHARED_QUEUE)) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(name)))
+        conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(role))
+        conn.execute(psycopg.sql.SQL("GRANT CONNECT ON DATABASE postgres TO {}").format(role))
     yield name
     with connection(cluster.maintenance(Database.SHARED_QUEUE)) as conn:
-        conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(name)))
+        conn.execute(psycopg.sql.SQL("REVOKE CONNECT ON DATABASE postgres FROM {}").format(role))
+        conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(role))
 
 
 def settings_as(cluster: Cluster, user: str, home: Path) -> Settings:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from conftest import embedded_only
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.topology import Database, Role
 
@@ -165,6 +166,17 @@ def test_connect(cluster: Cluster, cell: tuple[Role, Database, bool]) -> None:
     else:
         connected = True
     assert connected is allowed
+
+
+@embedded_only  # a configured server's own databases are its administrator's to close
+@pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
+@pytest.mark.parametrize("server_database", ["postgres", "template1"])
+def test_no_service_role_may_connect_to_the_servers_own_databases(
+    cluster: Cluster, role: Role, server_database: str
+) -> None:
+    endpoint = cluster.service(role, Database.NEXUS).with_database(server_database)
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        psycopg.connect(endpoint.conninfo()).close()
 
 
 def test_a_service_role_owns_its_own_database_objects(cluster: Cluster) -> None:

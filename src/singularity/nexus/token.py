@@ -11,6 +11,7 @@ from pathlib import Path
 
 from singularity.config import Settings
 from singularity.errors import ConfigError
+from singularity.private import open_private, private_dir
 
 __all__ = ["csrf_token", "token_file", "ui_token"]
 
@@ -39,15 +40,15 @@ def ui_token(settings: Settings, *, create: bool = True) -> str:
         return token
     if not create:
         raise ConfigError(f"no UI token yet at {path}: start Nexus once, or set NEXUS_UI_TOKEN")
-    return _create(path)
+    return _create(path, settings.singularity_home)
 
 
-def _create(path: Path) -> str:
+def _create(path: Path, home: Path) -> str:
     token = secrets.token_urlsafe(24)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent, within=home)
     try:
         # O_EXCL: two processes starting at once agree on whichever token was written first.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         return path.read_text(encoding="utf-8").strip() or token
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -4,15 +4,23 @@ Every process that uses the server holds a lease (a file named by its pid). The 
 with the first lease and stops when the last live lease is released, or on `db stop`. Leases of
 processes that died without releasing are ignored, so a killed process never pins the server.
 A server started by `pin()` (for `db url`, or an operator) runs until `db stop`.
+
+Run as root, the server runs as the unprivileged `pgserver` user with that user's own group.
+Its programs are started inside the data directory (the working directory is set before the
+user is switched) and name it `/proc/self/cwd`: the kernel follows that link without checking
+the path leading to it, so the home and every directory above it stay private (0700) and no
+directory outside the home is ever chmod-ed for the server's sake. The server listens on no TCP
+address; its socket is in a directory only its user can enter (`socket_dir`), which is what
+keeps other local users out, since local logins are trusted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
+import shlex
 import subprocess
 import time
 import warnings
@@ -24,6 +32,8 @@ import psutil
 import structlog
 
 from singularity.errors import DatabaseUnavailable
+from singularity.postgres.socket_dir import make_socket_dir, remove_socket_dir
+from singularity.private import DIR_MODE, private_dir
 
 __all__ = ["EmbeddedServer", "ServerInfo"]
 
@@ -31,10 +41,45 @@ log = structlog.get_logger(__name__)
 
 _SYSTEM_USER = "pgserver"  # PostgreSQL refuses to run as root; pgserver's convention
 _START_TIMEOUT_S = 30
+_HERE = Path("/proc/self/cwd")  # the data directory, as the server's own programs reach it
+# No TCP at all (the command line wins over ALTER SYSTEM); the socket for its owner alone.
 _SERVER_OPTIONS = (
     "-c listen_addresses='' -c max_connections=300 -c shared_buffers=128MB "
-    "-c unix_socket_permissions=0770"
+    "-c unix_socket_permissions=0700"
 )
+# Local logins are trusted (the socket's directory keeps others out); over TCP, should anyone
+# ever open it, only with a password, and the service roles of the embedded server have none.
+_INITDB_OPTIONS = [
+    "--auth-local=trust",
+    "--auth-host=scram-sha-256",
+    "--encoding=UTF8",
+    "--no-locale",
+    "-U",
+    "postgres",
+]
+
+
+@dataclass(frozen=True)
+class _ServerUser:
+    """Who runs the server's programs: this process's user, or (as root) `pgserver`."""
+
+    uid: int | None = None
+    gid: int | None = None
+
+    @property
+    def owner(self) -> tuple[int, int] | None:
+        return None if self.uid is None or self.gid is None else (self.uid, self.gid)
+
+    def data(self, pgdata: Path) -> Path:
+        """The data directory as the server's programs name it."""
+        return pgdata if self.uid is None else _HERE
+
+    def run(self, pgdata: Path) -> dict[str, object]:
+        """subprocess arguments: in the data directory, files private, no group of root's."""
+        kwargs: dict[str, object] = {"cwd": pgdata, "umask": 0o077}
+        if self.uid is not None:
+            kwargs.update(user=self.uid, group=self.gid, extra_groups=[])
+        return kwargs
 
 
 @dataclass(frozen=True)
@@ -114,7 +159,7 @@ class EmbeddedServer:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        self._run.mkdir(parents=True, exist_ok=True)
+        private_dir(self._run, within=self.home)
         with (self._run / "server.lock").open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -128,15 +173,14 @@ class EmbeddedServer:
             return info
         started = time.monotonic()
         pgserver = _pgserver()
-        system_user = self._prepare_directories()
+        user = _server_user()
+        self._prepare_directories(user)
+        data, run = user.data(self.pgdata), user.run(self.pgdata)
         if not self.initialized:
             log.info("embedded_initdb", pgdata=str(self.pgdata))
-            pgserver.initdb(
-                ["--auth=trust", "--encoding=UTF8", "--no-locale", "-U", "postgres"],
-                pgdata=self.pgdata,
-                user=system_user,
-            )
-        socket_dir = _socket_dir(self.pgdata)
+            pgserver.initdb(_INITDB_OPTIONS, pgdata=data, **run)
+        socket_dir = make_socket_dir(self.pgdata, user.owner)
+        socket_arg = data if socket_dir == self.pgdata else socket_dir
         try:
             pgserver.pg_ctl(
                 [
@@ -144,16 +188,17 @@ class EmbeddedServer:
                     "-t",
                     str(_START_TIMEOUT_S),
                     "-o",
-                    f"{_SERVER_OPTIONS} -k {socket_dir}",
+                    f"{_SERVER_OPTIONS} -k {shlex.quote(str(socket_arg))}",
                     "-l",
-                    str(self.pgdata / "log"),
+                    str(data / "log"),
                     "start",
                 ],
-                pgdata=self.pgdata,
-                user=system_user,
+                pgdata=data,
                 timeout=_START_TIMEOUT_S + 5,
+                **run,
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            remove_socket_dir(socket_dir, self.pgdata)
             raise DatabaseUnavailable(
                 f"the embedded PostgreSQL did not start ({exc}); its log is {self.pgdata / 'log'}"
             ) from None
@@ -166,23 +211,16 @@ class EmbeddedServer:
         )
         return info
 
-    def _prepare_directories(self) -> str | None:
-        """Create pgdata; as root, hand it to an unprivileged system user as pgserver does."""
-        self.pgdata.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() != 0:
-            return None
-        import pwd
-
-        from pgserver import utils
-
-        utils.ensure_user_exists(_SYSTEM_USER)
-        entry = pwd.getpwnam(_SYSTEM_USER)
-        utils.ensure_prefix_permissions(self.pgdata)
-        os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
-        return _SYSTEM_USER
+    def _prepare_directories(self, user: _ServerUser) -> None:
+        """The home private to us, and pgdata private to the server's user."""
+        private_dir(self.home)
+        with contextlib.suppress(FileExistsError):
+            self.pgdata.mkdir(mode=DIR_MODE)
+        if user.owner is not None:
+            os.lchown(self.pgdata, *user.owner)
 
     def _write_lease(self) -> None:
-        self._leases.mkdir(parents=True, exist_ok=True)
+        private_dir(self._leases, within=self.home)
         me = psutil.Process()
         lease = {"pid": me.pid, "created": me.create_time()}
         (self._leases / str(me.pid)).write_text(json.dumps(lease))
@@ -205,14 +243,18 @@ class EmbeddedServer:
         return sorted(live)
 
     def _stop(self) -> bool:
-        if _read_postmaster(self.pgdata) is None:
+        info = _read_postmaster(self.pgdata)
+        if info is None:
             return False
         pgserver = _pgserver()
-        system_user = _SYSTEM_USER if os.geteuid() == 0 else None
+        user = _server_user()
         try:
-            pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=system_user)
+            pgserver.pg_ctl(
+                ["-w", "-m", "fast", "stop"], pgdata=user.data(self.pgdata), **user.run(self.pgdata)
+            )
         except subprocess.CalledProcessError:
             return _read_postmaster(self.pgdata) is None
+        remove_socket_dir(info.socket_dir, self.pgdata)
         log.info("embedded_stopped", pgdata=str(self.pgdata))
         return True
 
@@ -225,15 +267,30 @@ def _pgserver():
     return pgserver
 
 
-def _socket_dir(pgdata: Path) -> Path:
-    """pgdata itself unless its path is too long for a Unix socket name (about 107 bytes)."""
-    if len(str(pgdata / ".s.PGSQL.5432")) < 100:
-        return pgdata
-    digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:12]
-    short = Path("/tmp") / f"singularity-{os.getuid()}-{digest}"
-    short.mkdir(mode=0o777, exist_ok=True)
-    short.chmod(0o777)
-    return short
+def _server_user() -> _ServerUser:
+    """PostgreSQL refuses to run as root: as root, use (and create) the `pgserver` user."""
+    if os.geteuid() != 0:
+        return _ServerUser()
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(_SYSTEM_USER)
+    except KeyError:
+        # A system account with a group of its own, no home and no login shell.
+        command = ["useradd", "--system", "--user-group", "--no-create-home"]
+        command += ["--shell", "/usr/sbin/nologin", _SYSTEM_USER]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0 and "already exists" not in result.stderr:
+            raise DatabaseUnavailable(
+                f"cannot create the user {_SYSTEM_USER!r} the embedded PostgreSQL runs as: "
+                + (result.stderr.strip().splitlines() or ["useradd failed"])[-1]
+            ) from None
+        entry = pwd.getpwnam(_SYSTEM_USER)
+    if entry.pw_gid == 0:
+        raise DatabaseUnavailable(
+            f"the user {_SYSTEM_USER!r} has root's group as its own; give it a group of its own"
+        )
+    return _ServerUser(entry.pw_uid, entry.pw_gid)
 
 
 def _read_postmaster(pgdata: Path) -> ServerInfo | None:
@@ -250,7 +307,10 @@ def _read_postmaster(pgdata: Path) -> ServerInfo | None:
             return None
     except psutil.Error:
         return None
-    return ServerInfo(pid=pid, socket_dir=Path(lines[4].strip()), port=int(lines[3]))
+    socket_dir = Path(lines[4].strip())
+    if socket_dir == _HERE:  # started inside the data directory (see the module's docstring)
+        socket_dir = pgdata
+    return ServerInfo(pid=pid, socket_dir=socket_dir, port=int(lines[3]))
 
 
 def _wait_ready(pgdata: Path) -> ServerInfo:

@@ -40,6 +40,10 @@ CONNECT: dict[Database, tuple[Role, ...]] = {
 }
 
 
+# The server's own databases, which no service needs: closed where the platform owns the server.
+SERVER_DATABASES = ("postgres", "template1")
+
+
 class VectorMissing(SingularityError):
     """The server has no pgvector; names the fix."""
 
@@ -95,7 +99,22 @@ async def provision_server(
     await _ensure_roles(conn, cluster, report, superuser=superuser, version=version)
     for database in databases:
         await _ensure_database(conn, cluster, database, report)
+    if cluster.embedded:
+        await _close_server_databases(conn)
     return report
+
+
+async def _close_server_databases(conn: psycopg.AsyncConnection) -> None:
+    """Only administrators may connect to `postgres` and `template1`.
+
+    Only on the embedded server: on a configured one, other applications may rely on PUBLIC's
+    right to connect there, and that is its administrator's decision, not ours.
+    """
+    for name in SERVER_DATABASES:
+        try:
+            await conn.execute(QUERIES.compose("revoke_connect_public", database=name))
+        except psycopg.errors.InsufficientPrivilege:
+            log.warning("server_database_left_open", database=name, reason="not its owner")
 
 
 async def _ensure_roles(

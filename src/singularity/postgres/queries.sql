@@ -38,6 +38,9 @@ CREATE DATABASE {database}
 -- name: revoke_database --
 REVOKE ALL ON DATABASE {database} FROM PUBLIC
 
+-- name: revoke_connect_public --
+REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC
+
 -- name: revoke_database_from --
 REVOKE ALL ON DATABASE {database} FROM {role}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from singularity.config import Settings
 from singularity.postgres.topology import Role
+from singularity.private import open_private, private_dir
 
 __all__ = ["RolePasswords"]
 
@@ -39,10 +40,8 @@ class RolePasswords:
             return existing
         stored = self._stored()
         stored[self._key(role)] = secrets.token_urlsafe(24)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.parent.chmod(0o700)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
+        private_dir(self.path.parent, within=self._settings.singularity_home)
+        with os.fdopen(open_private(self.path), "w") as handle:
             json.dump(stored, handle, indent=2)
         return stored[self._key(role)]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from singularity.errors import NotFound, SingularityError
 from singularity.orchestrator.backup.manifest import MANIFEST, Manifest, read_manifest
+from singularity.private import DIR_MODE, private_dir
 
 __all__ = [
     "Backup",
@@ -108,15 +109,14 @@ def prune(root: Path, kind: BackupKind, keep: int) -> list[Backup]:
 
 def staging_dir(root: Path, kind: BackupKind, name: str) -> Path:
     """A fresh temporary directory for a backup being written."""
-    directory = root / kind.value
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(root / kind.value)
     if (directory / name).exists():
         raise SingularityError(
             f"a backup named {kind.value}/{name} exists already; try again in a second"
         )
     staging = directory / f"{_STAGING}{name}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    staging.mkdir(mode=DIR_MODE)
     return staging
 
 

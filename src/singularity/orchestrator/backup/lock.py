@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from singularity.errors import SingularityError
+from singularity.private import open_private, private_dir
 
 __all__ = ["BackupBusy", "backup_lock"]
 
@@ -52,8 +53,9 @@ async def backup_lock(root: Path, *, wait_s: float = 0.0) -> AsyncIterator[None]
 
 
 def _open(path: Path) -> IO[str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("a+")
+    # Every backup and restore passes here: the directory (and files, 0600) for its owner only.
+    private_dir(path.parent)
+    return os.fdopen(open_private(path, os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+")
 
 
 def _try_lock(handle: IO[str]) -> bool:

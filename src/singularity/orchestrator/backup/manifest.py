@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from singularity.errors import SingularityError
+from singularity.private import open_private
 
 __all__ = [
     "MANIFEST",
@@ -64,7 +66,8 @@ class Manifest(BaseModel):
         return sum(d.bytes for d in self.databases)
 
     def write(self, directory: Path) -> None:
-        (directory / MANIFEST).write_text(self.model_dump_json(indent=2) + "\n")
+        with os.fdopen(open_private(directory / MANIFEST), "w") as handle:
+            handle.write(self.model_dump_json(indent=2) + "\n")
 
 
 def read_manifest(directory: Path) -> Manifest:

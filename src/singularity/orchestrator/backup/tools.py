@@ -136,6 +136,7 @@ async def run_tool(program: Path, args: Sequence[str], endpoint: Endpoint) -> No
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **extra_env},
+        umask=0o077,  # a dump holds every table: readable by its owner alone
     )
     try:
         _, stderr = await process.communicate()
