@@ -352,3 +352,17 @@ def test_a_limit_too_large_for_a_float_is_refused_not_a_crash() -> None:
         limits_from_request({"cpu_s": -(10**400)})
     with pytest.raises(ValueError, match=r"^limits\.wall_s"):
         limits_from_request({"wall_s": 10**400})
+
+
+async def test_a_leased_identity_is_no_other_runs_while_held(sandbox: Sandbox) -> None:
+    async with sandbox.lease_identity() as first, sandbox.lease_identity() as second:
+        if ROOT:
+            assert first.dedicated and second.dedicated
+            assert first.uid != second.uid and UIDS <= first.uid < UIDS + SLOTS
+        else:
+            assert (first.uid, first.dedicated) == (os.getuid(), False)
+        result = await sandbox.run(["id", "-u"], limits=FAST)
+        if ROOT:
+            assert int(result.stdout) not in (first.uid, second.uid)
+    async with sandbox.lease_identity() as again:
+        assert again.uid == first.uid  # given back when the block ended

@@ -9,11 +9,14 @@ job; the job's figures (exit code, times, memory) are those of that last step.
 Statuses: a failing checker is COMPILE_ERROR with its message in `error`. Lint findings are
 COMPILE_ERROR too (the code is not acceptable as written), the findings in `error` and in
 `output`. Then, for any step: the wall clock or the CPU limit running out is TIMEOUT; a stream
-past its cap, or a file past the file-size limit (SIGXFSZ), is OUTPUT_LIMIT; running out of
+past its cap, a file past the file-size limit (SIGXFSZ), or a host work directory grown past
+`disk_mb`, is OUTPUT_LIMIT; running out of
 memory (the runtime says so on stderr, or a SIGKILL/SIGSEGV/SIGABRT/SIGBUS with the tree's
 resident memory near the limit) is MEMORY_LIMIT; another signal is SIGNALED; a non-zero exit
 is RUNTIME_ERROR. An unknown language, a missing toolchain or a mode the language does not have
-is UNSUPPORTED (the message says what to install); a sandbox that cannot be set up is INTERNAL.
+is UNSUPPORTED (the message says what to install), and so is a job the sandbox refuses to start
+as given (stdin past `stdin_bytes`, arguments past the command-line limit: the message says
+which limit); a sandbox that cannot be set up is INTERNAL.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 from singularity.genesis.languages import LANGUAGES, Language, language
 from singularity.genesis.limits import DEFAULT_LIMITS, Limits
 from singularity.genesis.sandbox import RunResult, Sandbox, SandboxUnavailable
+from singularity.genesis.sandbox.staging import checked_command, checked_stdin
 
 __all__ = ["Execution", "JobSpec", "Mode", "Status", "StepRecord", "classify", "execute"]
 
@@ -128,6 +132,12 @@ async def execute(spec: JobSpec, sandbox: Sandbox) -> Execution:
         reason = f"files may not replace {found.source}, which holds the code"
     if reason is not None:
         return _refused(reason)
+    try:
+        # Counted in characters first, which a string's UTF-8 takes at least as many bytes
+        # as: a stdin far too large is refused before a byte of it is copied.
+        checked_stdin(len(spec.stdin or ""), spec.limits.stdin_bytes)
+    except ValueError as exc:
+        return _refused(f"the job cannot be run: {exc}")
     return await _steps(spec, found, mode, sandbox)
 
 
@@ -148,11 +158,18 @@ async def _steps(spec: JobSpec, lang: Language, mode: Mode, sandbox: Sandbox) ->
     files = {**spec.files, lang.source: spec.code}
     limits = replace(spec.limits, memory_mb=spec.limits.memory_mb + lang.address_space_mb)
     plan = _plan(lang, mode)
+    argvs = [lang.command(step, memory_mb=spec.limits.memory_mb, args=spec.args) for step in plan]
+    try:  # the whole plan, before a step runs: no check step for a program that cannot start
+        for argv in argvs:
+            assert argv is not None  # _mode_missing refused modes without a command
+            checked_command(argv, {})
+    except ValueError as exc:
+        return _refused(f"the job cannot be run: {exc}")
     ran: list[StepRecord] = []
-    for step in plan:
-        argv = lang.command(step, memory_mb=spec.limits.memory_mb, args=spec.args)
-        assert argv is not None  # _mode_missing refused modes without a command
-        stdin = spec.stdin.encode() if spec.stdin is not None and step == "run" else None
+    encoded = None if spec.stdin is None else spec.stdin.encode(errors="surrogateescape")
+    for step, argv in zip(plan, argvs, strict=True):
+        assert argv is not None
+        stdin = encoded if step == "run" else None
         try:
             result = await sandbox.run(
                 argv, limits=limits, files=files, stdin=stdin, binds=lang.binds(step)
@@ -187,7 +204,7 @@ def classify(
     """The status of one sandboxed step."""
     if result.timed_out or result.cpu_exceeded:
         return Status.TIMEOUT
-    if result.output_limited or result.signal == signal.SIGXFSZ:
+    if result.output_limited or result.disk_limited or result.signal == signal.SIGXFSZ:
         return Status.OUTPUT_LIMIT
     if result.exit_code == 0:
         return Status.OK
@@ -241,6 +258,8 @@ def _note(status: Status, result: RunResult, limits: Limits) -> str:
     if status is Status.OUTPUT_LIMIT:
         if result.output_limited:
             return f"stopped: output went past {limits.output_bytes} bytes on a stream"
+        if result.disk_limited:
+            return f"stopped: the work directory grew past the {limits.disk_mb} MB disk limit"
         return f"stopped: a file went past the {limits.file_size_mb} MB file-size limit"
     if status is Status.MEMORY_LIMIT:
         return f"out of memory: the limit is {limits.memory_mb} MB"

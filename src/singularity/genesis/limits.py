@@ -30,6 +30,7 @@ class Limits:
     open_files: int = 256  # RLIMIT_NOFILE
     output_bytes: int = 1_048_576  # per stream; more kills the run (OUTPUT_LIMIT)
     disk_mb: int = 64  # size of the tmpfs at /work, and of the one at /tmp
+    stdin_bytes: int = 8 * MIB  # more is refused before the run (UNSUPPORTED)
 
 
 DEFAULT_LIMITS = Limits()
@@ -42,6 +43,7 @@ HARD_LIMITS = Limits(
     open_files=4096,
     output_bytes=16 * MIB,
     disk_mb=1024,
+    stdin_bytes=16 * MIB,
 )
 
 _FIELDS = {f.name: f.type for f in fields(Limits)}

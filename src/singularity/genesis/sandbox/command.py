@@ -35,10 +35,13 @@ __all__ = [
     "environment",
     "etc_files",
     "host_tool",
+    "inode_budget",
     "launcher",
     "process_cap",
     "reaper_argv",
     "sandbox_args",
+    "scratch_sizes",
+    "shm_mb",
     "staged",
 ]
 
@@ -62,11 +65,18 @@ _ETC = (
     "timezone",
 )
 _HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Runs as root in a private mount namespace: binds each unreachable source on its stage entry,
-# then hands over to the uid switch; bubblewrap then binds the stage entries as usual.
+# Runs as root in a private mount namespace: mounts each sized tmpfs ("-t OPTIONS ENTRY") and
+# binds each unreachable source ("SOURCE ENTRY", SOURCE absolute) on its stage entry, then hands
+# over to the uid switch; bubblewrap then binds the stage entries as usual.
 _STAGE_SCRIPT = (
-    'while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 125; shift 2; done; shift; exec "$@"'
+    'while [ "$1" != -- ]; do if [ "$1" = -t ]; then mount -t tmpfs -o "$2" tmpfs "$3" '
+    '|| exit 125; shift 3; else mount --bind "$1" "$2" || exit 125; shift 2; fi; done; '
+    'shift; exec "$@"'
 )
+_PAGE = 4096
+# Root's (only a root worker stages), beside the uid locks: the sandbox's uid may enter it, not
+# list it; nothing of it is left in the shared temporary directory.
+STAGE_DIR = Path("/run/singularity-stage")
 
 
 @dataclass
@@ -119,15 +129,25 @@ def sandbox_args(
     work: Bind | None,
     inputs: Sequence[tuple[int, str]],
     binds: Sequence[Bind],
+    scratch: Mapping[str, Bind] | None = None,
 ) -> list[str]:
-    """bubblewrap's options: namespaces, mounts, and the files written into the sandbox."""
+    """bubblewrap's options: namespaces, mounts, and the files written into the sandbox.
+
+    `scratch` holds the tmpfs mounts already made (by `staged`, with an inode limit) by target;
+    without it bubblewrap makes them, sized but with the kernel's default inode limit.
+    """
+    made = scratch or {}
+
+    def tmpfs(target: str, size_mb: int) -> list[str]:
+        return _bind(made[target]) if target in made else _tmpfs(target, size_mb)
+
     args = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent"]
     args += ["--new-session", "--as-pid-1", "--hostname", "sandbox"]
     args += ["--uid", str(identity.uid), "--gid", str(identity.gid)]
     args += ["--json-status-fd", str(status_fd), *_system()]
-    args += ["--proc", "/proc", "--dev", "/dev", *_tmpfs("/dev/shm", min(SHM_MB, limits.disk_mb))]
-    args += _tmpfs("/tmp", limits.disk_mb)
-    args += _tmpfs(WORK, limits.disk_mb) if work is None else _bind(work)
+    args += ["--proc", "/proc", "--dev", "/dev", *tmpfs("/dev/shm", shm_mb(limits))]
+    args += tmpfs("/tmp", limits.disk_mb)
+    args += tmpfs(WORK, limits.disk_mb) if work is None else _bind(work)
     for fd, target in inputs:
         args += ["--perms", "0644", "--file", str(fd), target]
     for bind in binds:
@@ -149,6 +169,27 @@ def _system() -> list[str]:
     return args
 
 
+def shm_mb(limits: Limits) -> int:
+    """The size of the sandbox's /dev/shm."""
+    return min(SHM_MB, limits.disk_mb)
+
+
+def scratch_sizes(limits: Limits, work: Bind | None) -> dict[str, int]:
+    """The sandbox's tmpfs mounts and their sizes in MB: /work unless a host directory is bound."""
+    sizes = {"/dev/shm": shm_mb(limits), "/tmp": limits.disk_mb}
+    return sizes if work is not None else {**sizes, WORK: limits.disk_mb}
+
+
+def inode_budget(size_mb: int) -> int:
+    """Files and directories a tmpfs of `size_mb` may hold: one per page of its size.
+
+    A file takes at least a page of the size limit only once it holds a byte; empty files,
+    directories and links take none, only kernel memory (about 1 KB each). This caps that
+    memory at about a quarter of the tmpfs's size.
+    """
+    return size_mb * MIB // _PAGE
+
+
 def _tmpfs(target: str, size_mb: int) -> list[str]:
     return ["--perms", "0755", "--size", str(size_mb * MIB), "--tmpfs", target]
 
@@ -157,16 +198,30 @@ def _bind(bind: Bind) -> list[str]:
     return ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.target]
 
 
-def staged(binds: Sequence[Bind], stage: Path, identity: Identity) -> tuple[list[str], list[Bind]]:
-    """The prefix that stages `binds` (as root) and switches uid, and the binds to use instead.
+def staged(
+    binds: Sequence[Bind],
+    stage: Path,
+    identity: Identity,
+    scratch: Mapping[str, int] | None = None,
+) -> tuple[list[str], list[Bind], dict[str, Bind]]:
+    """The prefix that stages mounts (as root) and switches uid, and the binds to use instead.
 
     bubblewrap mounts as the sandbox's uid, by name, so it cannot bind a path under a directory
-    only root may enter (a workspace under a private directory, a tool under /root). A root
-    worker binds each such path, in a mount namespace of this run only, onto an entry of
-    `stage` (a directory the uid may enter), and lets bubblewrap bind that entry.
+    only root may enter (a workspace under a private directory, a tool under /root), nor give
+    a tmpfs an inode limit (it has no option for it). A root worker, in a mount namespace of
+    this run only, binds each such path onto an entry of `stage` (a directory the uid may
+    enter), and mounts each tmpfs of `scratch` (target: size in MB) sized, with an inode limit
+    and owned by the uid, on one; bubblewrap binds those entries. Returns the prefix, the
+    replaced binds, and the tmpfs binds by target.
     """
     prefix = [_need("unshare"), "--mount", "--propagation", "private", "--"]
     prefix += ["/bin/sh", "-c", _STAGE_SCRIPT, "stage"]
+    made = {}
+    for index, (target, size_mb) in enumerate((scratch or {}).items()):
+        entry = stage / f"tmpfs{index}"
+        entry.mkdir(mode=0o755)
+        prefix += ["-t", _tmpfs_options(size_mb, identity), str(entry)]
+        made[target] = Bind(entry, target, writable=True)
     replaced = []
     for index, bind in enumerate(binds):
         entry = stage / str(index)
@@ -174,10 +229,15 @@ def staged(binds: Sequence[Bind], stage: Path, identity: Identity) -> tuple[list
             entry.mkdir(mode=0o755)
         else:
             entry.touch(mode=0o644)
-        prefix += [str(bind.source), str(entry)]
+        prefix += [str(bind.source.absolute()), str(entry)]
         replaced.append(Bind(entry, bind.target, bind.writable))
     prefix += ["--", _need("setpriv"), "--reuid", str(identity.uid), "--regid", str(identity.gid)]
-    return [*prefix, "--clear-groups", "--"], replaced
+    return [*prefix, "--clear-groups", "--"], replaced, made
+
+
+def _tmpfs_options(size_mb: int, identity: Identity) -> str:
+    size = f"size={size_mb * MIB},nr_inodes={inode_budget(size_mb)}"
+    return f"{size},mode=0755,uid={identity.uid},gid={identity.gid},nosuid,nodev"
 
 
 def process_cap(limits: Limits) -> list[str]:
@@ -204,23 +264,23 @@ def launcher(
     limits: Limits,
     work: Bind | None,
     mounts: list[Bind],
-) -> tuple[list[str], int | None, Bind | None, list[Bind]]:
-    """The prefix before bubblewrap, the uid to switch to, and the (maybe staged) binds."""
+) -> tuple[list[str], int | None, Bind | None, list[Bind], dict[str, Bind]]:
+    """The prefix before bubblewrap, the uid to switch to, the (maybe staged) binds, and the
+    tmpfs mounts already made (a root worker stages them all; see `staged`)."""
     if not identity.dedicated:
-        return [], None, work, mounts
+        return [], None, work, mounts, {}
     binds = [work, *mounts] if work is not None else list(mounts)
     hidden = [bind for bind in binds if not reachable(bind.source, identity)]
-    if not hidden:
-        return process_cap(limits), identity.uid, work, mounts
-    stage = Path(tempfile.mkdtemp(prefix="singularity-stage-"))
+    STAGE_DIR.mkdir(mode=0o711, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix="run-", dir=STAGE_DIR))
     stack.callback(shutil.rmtree, stage, ignore_errors=True)
     os.chmod(stage, 0o711)
-    prefix, replaced = staged(hidden, stage, identity)
+    prefix, replaced, made = staged(hidden, stage, identity, scratch_sizes(limits, work))
     swap = {id(old): new for old, new in zip(hidden, replaced, strict=True)}
     binds = [swap.get(id(bind), bind) for bind in binds]
     if work is not None:
         work, binds = binds[0], binds[1:]
-    return [*prefix, *process_cap(limits)], None, work, binds
+    return [*prefix, *process_cap(limits)], None, work, binds, made
 
 
 def etc_files(identity: Identity) -> dict[str, bytes]:

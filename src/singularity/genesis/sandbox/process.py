@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -71,6 +72,7 @@ class Outcome:
     stderr_truncated: bool
     timed_out: bool
     output_limited: bool
+    disk_limited: bool  # the guard found the work directory over its quota
     stopped: bool  # the host ended the run (time, output, or the reaper not answering)
     started: bool  # the reaper started the program: the sandbox itself was set up
     wall_ms: float
@@ -130,7 +132,9 @@ class Child:
         self.status: dict[str, Any] = {}
         self.started = False
         self.stopped = False
-        self.overflowed = asyncio.Event()
+        self.overflowed = False  # a stream went past its cap
+        self.guarded = False  # the guard returned: a limit it watches was hit
+        self.limit_hit = asyncio.Event()  # either: the run must stop
         self._reaped: int | None = None
 
     @classmethod
@@ -151,16 +155,27 @@ class Child:
         return cls(popen, control, namespace=namespace)
 
     async def supervise(
-        self, *, wall_s: float, output_bytes: int, report: IO[bytes], status: IO[bytes] | None
+        self,
+        *,
+        wall_s: float,
+        output_bytes: int,
+        report: IO[bytes],
+        status: IO[bytes] | None,
+        guard: Callable[[], Awaitable[None]] | None = None,
     ) -> Outcome:
-        """Follow the run to its end (the program's, or the limits'); reaps the process."""
+        """Follow the run to its end (the program's, or the limits'); reaps the process.
+
+        `guard`, when given, runs beside the program; its return stops the run (a limit the
+        host watches, such as a work directory's quota, was hit).
+        """
         started = time.monotonic()
         out, err = _Capture(output_bytes, self._overflow), _Capture(output_bytes, self._overflow)
         said = _Capture(1 << 16)
         readers = self._read(out, err, said, report, status)
         exited = asyncio.ensure_future(_readable(self._pidfd))
+        guarding = [asyncio.ensure_future(self._guard(guard))] if guard is not None else []
         try:
-            timed_out = not await _first(exited, self.overflowed, within=wall_s)
+            timed_out = not await _first(exited, self.limit_hit, within=wall_s)
             if not exited.done():
                 await self._end(exited)
             wall_ms = (time.monotonic() - started) * 1000
@@ -173,9 +188,9 @@ class Child:
             self._abandon()
             # Awaited, not only cancelled: each reader must unregister its pipe before the pipe
             # is closed, or a new descriptor of the same number could lose its registration.
-            for task in (exited, *readers):
+            for task in (exited, *readers, *guarding):
                 task.cancel()
-            await asyncio.gather(exited, *readers, return_exceptions=True)
+            await asyncio.gather(exited, *readers, *guarding, return_exceptions=True)
             self._close()
         return Outcome(
             report=Report.parse(said.data.decode(errors="replace")),
@@ -184,8 +199,9 @@ class Child:
             stderr=bytes(err.data),
             stdout_truncated=out.truncated,
             stderr_truncated=err.truncated,
-            timed_out=timed_out and not self.overflowed.is_set(),
-            output_limited=self.overflowed.is_set(),
+            timed_out=timed_out and not self.limit_hit.is_set(),
+            output_limited=self.overflowed,
+            disk_limited=self.guarded,
             stopped=self.stopped,
             started=self.started or said.data.startswith(b"pid"),
             wall_ms=wall_ms,
@@ -218,7 +234,17 @@ class Child:
             await sweep.sweep(sweep.in_namespace(inode), what="namespace")
 
     def _overflow(self) -> None:
-        self.overflowed.set()
+        self.overflowed = True
+        self.limit_hit.set()
+
+    async def _guard(self, guard: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await guard()
+        except Exception:  # a guard that fails stops nothing; the run's own limits still hold
+            log.exception("sandbox_guard_failed", pid=self.pid)
+            return
+        self.guarded = True
+        self.limit_hit.set()
 
     def _reaper_line(self, line: bytes) -> None:
         words = line.split()
@@ -241,13 +267,21 @@ class Child:
         pidfd = _child_pidfd(pid, self.pid)
         if pidfd is None:
             return
-        self._init_pidfd = pidfd
-        with contextlib.suppress(OSError):
+        try:
             fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-            if not _is_child(pid, self.pid):  # it ended meanwhile: that may not have been ours
-                os.close(fd)
-            else:
-                self._namespace_fd = fd
+        except OSError:
+            fd = None
+        if fd is not None and os.fstat(fd).st_ino == _own_namespace():
+            # A child of the launcher before it became bubblewrap (the staging's `mount`), not
+            # the sandbox's init: its namespace is the host's, which no sweep may touch.
+            os.close(fd)
+            os.close(pidfd)
+            return
+        self._init_pidfd = pidfd
+        if fd is not None and not _is_child(pid, self.pid):
+            os.close(fd)  # it ended meanwhile: that may not have been ours
+        elif fd is not None:
+            self._namespace_fd = fd
 
     async def _end(self, exited: asyncio.Future[None]) -> None:
         """Stop the run: the reaper first, then PID 1 of the sandbox, then bubblewrap."""
@@ -331,6 +365,11 @@ class Child:
                 break
             time.sleep(0.005)
         return self._reaped is not None
+
+
+@functools.cache
+def _own_namespace() -> int:
+    return os.stat("/proc/self/ns/pid").st_ino
 
 
 def _child_pidfd(pid: int, parent: int) -> int | None:

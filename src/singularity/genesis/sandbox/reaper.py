@@ -5,7 +5,10 @@ In the sandbox it is PID 1 of the job's PID namespace (bubblewrap `--as-pid-1`),
 the system's Python. Being PID 1 matters three ways: the program cannot signal it (the kernel
 drops signals to a namespace's init that it has no handler for), every orphan is reparented to
 it, so the rusage it reports covers the whole tree, and when it exits the kernel kills whatever
-is left in the namespace.
+is left in the namespace. The kernel delivers a signal from inside the namespace to its init only
+when init has a handler for it, and Python installs one for SIGINT: so the reaper ignores every
+signal it does not use (SIGCHLD, its wake-up, is harmless to receive), and gives the program
+every default back.
 
 Arguments: SCOPE REPORT_FD CONTROL_FD CPU_S AS_BYTES NPROC FSIZE NOFILE -- ARGV...
 SCOPE is "namespace" (kill everything else in the PID namespace when done) or "group" (the
@@ -39,6 +42,7 @@ def main(args: list[str]) -> int:
     numbers = [int(value) for value in args[3:8]]
     command = args[args.index("--") + 1 :]
     _undumpable()
+    _ignore_signals()
     if numbers[2]:
         # The tree's process limit holds here too: this process forks once, and a program that
         # found a way to run code here could not fork past the limit either.
@@ -62,6 +66,18 @@ def _undumpable() -> None:
 
     pr_set_dumpable = 4
     ctypes.CDLL(None).prctl(pr_set_dumpable, 0, 0, 0, 0)
+
+
+def _catchable() -> list[signal.Signals | int]:
+    return [n for n in signal.valid_signals() if n not in (signal.SIGKILL, signal.SIGSTOP)]
+
+
+def _ignore_signals() -> None:
+    # Ignored, not merely left at their defaults: a signal the program sends cannot end this
+    # process (for the unsafe mode, where this is not an init, as much as for the sandbox).
+    for signum in _catchable():
+        if signum != signal.SIGCHLD:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def _wakeup_pipe() -> int:
@@ -90,8 +106,9 @@ def _spawn(command: list[str], numbers: list[int], scope: str) -> int:
 def _become_program(command: list[str], numbers: list[int], scope: str) -> None:
     if scope == "group":
         os.setpgid(0, 0)
-    # Python ignores SIGPIPE and SIGXFSZ; the program must get the default actions back.
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
+    # What the reaper ignores (and Python's SIGPIPE and SIGXFSZ) would stay ignored across exec:
+    # the program gets every default action back.
+    for signum in _catchable():
         signal.signal(signum, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
     os.closerange(3, 1 << 20)

@@ -27,8 +27,13 @@ class RunResult:
     wall_ms: float
     cpu_ms: float  # user + system time of the whole tree
     max_rss_kb: int  # of the largest process in the tree
+    # The host work directory grew past its quota (disk_mb, or the inodes of a tmpfs that
+    # size): the run was stopped for it, or found over it when it ended.
+    disk_limited: bool = False
 
     @property
     def ok(self) -> bool:
         """Exited with 0 and hit no limit."""
-        return self.exit_code == 0 and not (self.timed_out or self.output_limited)
+        return self.exit_code == 0 and not (
+            self.timed_out or self.output_limited or self.disk_limited
+        )

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -40,6 +41,7 @@ from singularity.genesis.sandbox.identity import (
 )
 from singularity.genesis.sandbox.pipes import Fds, Pipes
 from singularity.genesis.sandbox.process import Child, Outcome
+from singularity.genesis.sandbox.quota import Quota
 from singularity.genesis.sandbox.result import RunResult, SandboxUnavailable
 from singularity.genesis.sandbox.staging import Bind
 
@@ -67,6 +69,7 @@ class _Request:
     workdir: Path | None
     env: dict[str, str]
     mounts: list[Bind]
+    quota: Quota | None  # what the run may add to `workdir`
 
 
 class Sandbox:
@@ -84,6 +87,16 @@ class Sandbox:
         self._bwrap = bwrap
         self._uids = UidPool(uid_base, slots)
         self._checked = False
+
+    @contextlib.asynccontextmanager
+    async def lease_identity(self) -> AsyncIterator[Identity]:
+        """The identity a run would have, held for the block (for work done as that uid).
+
+        A root worker gets a uid of the range that no run holds meanwhile; any other worker
+        gets its own uid (`dedicated` False).
+        """
+        async with self._uids.lease() as identity:
+            yield identity
 
     async def check(self) -> None:
         """Prove that a sandbox can be set up here (once); SandboxUnavailable if not."""
@@ -113,20 +126,28 @@ class Sandbox:
 
         `files` (relative paths) are written into /work first: a fresh tmpfs of `disk_mb`, or
         the host directory `workdir` bound read-write (it is handed over to the run's uid: the
-        program may change anything in it). `binds` maps sandbox paths to host paths mounted
-        read-only (tools such as ruff). ValueError for a file name or bind that is not allowed;
+        program may change anything in it; what it adds is watched, see `quota`). `binds` maps
+        sandbox paths to host paths mounted read-only (tools such as ruff). ValueError (one
+        line) for a file name, bind, command line, stdin or workdir that is not allowed;
         SandboxUnavailable when the sandbox cannot be set up (it fails closed).
         """
         if not argv:
             raise ValueError("argv must name a program")
+        staging.checked_stdin(0 if stdin is None else len(stdin), limits.stdin_bytes)
         inputs = staging.checked_files(files, limits.disk_mb * MIB)
         extra = staging.checked_env(env)
+        staging.checked_command(argv, extra)
         mounts = staging.checked_binds(binds)
         workdir = staging.checked_workdir(workdir)
-        request = _Request(argv, limits, inputs, stdin, workdir, extra, mounts)
+        quota = None if workdir is None else await Quota.of(workdir, limits)
+        request = _Request(argv, limits, inputs, stdin, workdir, extra, mounts, quota)
         async with self._uids.lease() as identity:
             launch = self._unsafe if self.unsafe else self._sandboxed
             outcome = await launch(request, identity)
+        # What the program wrote after the last measure counts too.
+        over = quota is not None and await asyncio.to_thread(quota.exceeded)
+        if over and not outcome.disk_limited:
+            outcome = dataclasses.replace(outcome, disk_limited=True)
         result = _result(outcome, limits)
         _log_run(argv, result, unsafe=self.unsafe)
         return result
@@ -145,7 +166,7 @@ class Sandbox:
             if request.workdir is not None:
                 await asyncio.to_thread(staging.hand_over, request.workdir, identity)
                 work = Bind(request.workdir, WORK, writable=True)
-            prefix, user, work, mounts = commands.launcher(
+            prefix, user, work, mounts, scratch = commands.launcher(
                 stack, identity, request.limits, work, request.mounts
             )
             args = commands.sandbox_args(
@@ -156,11 +177,12 @@ class Sandbox:
                 work=work,
                 inputs=list(zip(fds, targets, strict=True)),
                 binds=mounts,
+                scratch=scratch,
             )
             reaper = pipes.reaper(request.argv, request.limits, scope="namespace", nproc=True)
             env = commands.environment(WORK, "/tmp", request.env)
             command = Command([*prefix, *args, "--", *reaper], env, [*pipes.inherited, *fds], user)
-            outcome = await _start(command, request.stdin, pipes, request.limits, namespace=True)
+            outcome = await _start(command, request, pipes, namespace=True)
         if not outcome.started and not outcome.stopped:
             raise SandboxUnavailable(_diagnosis(outcome.stderr))
         return outcome
@@ -186,7 +208,7 @@ class Sandbox:
             env = commands.environment(str(root), str(root), request.env)
             user = identity.uid if identity.dedicated else None
             command = Command(reaper, env, pipes.inherited, user, cwd=str(root))
-            outcome = await _start(command, request.stdin, pipes, request.limits, namespace=False)
+            outcome = await _start(command, request, pipes, namespace=False)
         if identity.dedicated:
             await sweep.sweep(sweep.of_uid(identity.uid), what="uid")
         return outcome
@@ -201,9 +223,8 @@ class Sandbox:
         return found
 
 
-async def _start(
-    command: Command, stdin: bytes | None, pipes: Pipes, limits: Limits, *, namespace: bool
-) -> Outcome:
+async def _start(command: Command, request: _Request, pipes: Pipes, *, namespace: bool) -> Outcome:
+    stdin = request.stdin
     stdin_fd = None if stdin is None else pipes.fds.memfd(stdin)
     try:
         child = Child.spawn(command, stdin_fd, control=pipes.control_w, namespace=namespace)
@@ -214,10 +235,11 @@ async def _start(
     pipes.fds.close(*command.pass_fds, *([] if stdin_fd is None else [stdin_fd]))
     pipes.fds.release(pipes.control_w)
     return await child.supervise(
-        wall_s=limits.wall_s,
-        output_bytes=limits.output_bytes,
+        wall_s=request.limits.wall_s,
+        output_bytes=request.limits.output_bytes,
         report=pipes.report,
         status=pipes.status,
+        guard=None if request.quota is None else request.quota.watch,
     )
 
 
@@ -245,6 +267,7 @@ def _result(outcome: Outcome, limits: Limits) -> RunResult:
         stderr_truncated=outcome.stderr_truncated,
         timed_out=outcome.timed_out,
         output_limited=outcome.output_limited,
+        disk_limited=outcome.disk_limited,
         cpu_exceeded=cpu_exceeded,
         wall_ms=outcome.wall_ms,
         cpu_ms=cpu_ms,
@@ -279,6 +302,7 @@ def _log_run(argv: Sequence[str], result: RunResult, *, unsafe: bool) -> None:
         signal=result.signal,
         timed_out=result.timed_out,
         output_limited=result.output_limited,
+        disk_limited=result.disk_limited,
         cpu_exceeded=result.cpu_exceeded,
         wall_ms=round(result.wall_ms, 1),
         cpu_ms=round(result.cpu_ms, 1),

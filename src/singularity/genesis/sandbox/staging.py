@@ -12,17 +12,20 @@ import contextlib
 import fcntl
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from singularity.genesis.sandbox import tree
 from singularity.genesis.sandbox.identity import Identity
 
 __all__ = [
     "Bind",
     "checked_binds",
+    "checked_command",
     "checked_env",
     "checked_files",
+    "checked_stdin",
     "checked_workdir",
     "hand_over",
     "reachable",
@@ -31,6 +34,8 @@ __all__ = [
 ]
 
 MAX_FILES = 1000
+MAX_ARG_BYTES = 32 * 4096  # one word with its NUL: the kernel's MAX_ARG_STRLEN
+MAX_COMMAND_BYTES = 256 * 1024  # the program's argv and environment, with their NULs
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 _BLOCK = 4096  # tmpfs rounds every file up to a page
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -70,6 +75,36 @@ def _relative(name: str) -> PurePosixPath:
     ):
         raise ValueError(f"file name {name!r} must be a relative path without '.' or '..'")
     return path
+
+
+def checked_command(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    """ValueError when the kernel would refuse to start `argv` with `env` (E2BIG), or for a NUL.
+
+    The budget is far below the kernel's (a quarter of the stack limit, 2 MiB by default),
+    which the sandbox's own command line (launcher, bubblewrap, reaper) shares.
+    """
+    words = [*argv, *(f"{name}={value}" for name, value in env.items())]
+    total = 0
+    for word in words:
+        size = len(word.encode(errors="surrogateescape")) + 1  # with its NUL
+        if "\0" in word:
+            raise ValueError("an argument or environment value holds a NUL byte")
+        if size > MAX_ARG_BYTES:
+            raise ValueError(
+                f"an argument of {size - 1} bytes is longer than the limit of {MAX_ARG_BYTES - 1}"
+            )
+        total += size
+    if total > MAX_COMMAND_BYTES:
+        raise ValueError(
+            f"the arguments and environment take {total} bytes, "
+            f"more than the limit of {MAX_COMMAND_BYTES}"
+        )
+
+
+def checked_stdin(size: int, limit: int) -> None:
+    """ValueError when `size` bytes of standard input are more than the limit."""
+    if size > limit:
+        raise ValueError(f"stdin is {size} bytes, more than limits.stdin_bytes ({limit})")
 
 
 def checked_env(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -121,28 +156,18 @@ def hand_over(root: Path, identity: Identity) -> None:
     """Give a directory tree to the run's uid, so the program may write where it works.
 
     Walked by directory descriptors and never through a link, so a link planted by an earlier
-    run (even one swapped in during the walk) cannot redirect a chown to a host file.
+    run (even one swapped in during the walk) cannot redirect a chown to a host file. TooDeep
+    (a ValueError) for a tree nested deeper than the walk goes.
     """
     if not identity.dedicated:
         return
-    fd = os.open(root, _DIR_FLAGS)
-    try:
-        _chown_tree(fd, identity)
-    finally:
-        os.close(fd)
-
-
-def _chown_tree(fd: int, identity: Identity) -> None:
-    os.chown(fd, identity.uid, identity.gid)
-    for entry in os.scandir(fd):
-        if entry.is_dir(follow_symlinks=False):
-            child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
-            try:
-                _chown_tree(child, identity)
-            finally:
-                os.close(child)
-        else:
-            os.chown(entry.name, identity.uid, identity.gid, dir_fd=fd, follow_symlinks=False)
+    with contextlib.closing(tree.walk(root)) as items:
+        for fd, name in items:
+            if name is None:
+                os.chown(fd, identity.uid, identity.gid)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.chown(name, identity.uid, identity.gid, dir_fd=fd, follow_symlinks=False)
 
 
 def write_files(root: Path, files: Mapping[PurePosixPath, bytes]) -> None:
