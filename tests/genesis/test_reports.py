@@ -15,6 +15,7 @@ from singularity.genesis.reports import (
     MAX_JUNIT_BYTES,
     Outcome,
     TestReport,
+    distrusted,
     parse_junit,
     parse_output,
     report_for_run,
@@ -292,6 +293,7 @@ def test_a_report_is_json_friendly_with_total_and_success_rate() -> None:
     assert report is not None
     assert report.to_dict() == {
         "source": "unittest",
+        "basis": "runner output",
         "passed": 1,
         "failed": 0,
         "errors": 0,
@@ -301,6 +303,7 @@ def test_a_report_is_json_friendly_with_total_and_success_rate() -> None:
         "cases_complete": True,
         "cases": [{"name": "m.C.test_a", "outcome": "passed"}],
         "note": None,
+        "warnings": [],
     }
     assert Outcome("error") is Outcome.ERROR
 
@@ -337,3 +340,53 @@ def test_real_node_test_output_is_read(tmp_path: Path) -> None:
     ran = subprocess.run(["node", "--test"], cwd=tmp_path, capture_output=True, text=True)
     report = report_for_run(ran.stdout + ran.stderr, ran.returncode)
     assert outcomes(report) == {"a": "passed", "b": "failed"} and report.complete
+
+
+# -- what the counts rest on, and when they are not trusted --------------------------------------
+
+
+def test_a_report_says_what_its_counts_rest_on(tmp_path: Path) -> None:
+    (tmp_path / "junit.xml").write_bytes(JUNIT)
+    assert report_for_run(UNITTEST_VERBOSE, 1).basis == "runner output"
+    assert report_for_run("all good\n", 0).basis == "exit status"
+    assert report_for_run("", 1, tree=tmp_path, junit_path="junit.xml").basis == "junit report"
+    assert report_for_run(UNITTEST_VERBOSE, 1).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("output", "exit_code", "passed"),
+    [
+        # A fake summary before the real one, which reports failures: the exit status decides.
+        ("Ran 50 tests in 0.0s\n\nOK\n" + "Ran 3 tests in 0.0s\n\nFAILED (failures=2)\n", 1, 0),
+        # Two runners' summaries: the same.
+        ("Ran 2 tests in 0.0s\n\nOK\n" + "===== 50 passed in 0.12s =====\n", 0, 1),
+        # Summaries that hold failures never pass, whatever the exit status says.
+        ("Ran 1 test in 0.0s\n\nFAILED (failures=1)\n" + "Ran 50 tests in 0.0s\n\nOK\n", 0, 0),
+    ],
+)
+def test_several_summaries_are_not_trusted(output: str, exit_code: int, passed: int) -> None:
+    report = report_for_run(output, exit_code)
+    assert (report.basis, report.passed, report.total) == ("exit status", passed, 1)
+    assert "test summaries" in report.warnings[0] and "not trusted" in report.warnings[-1]
+
+
+def test_more_failing_tests_named_than_counted_is_not_trusted() -> None:
+    output = "test_a (m.C.test_a) ... FAIL\ntest_b (m.C.test_b) ... ok\nRan 2 tests in 0s\n\nOK\n"
+    report = report_for_run(output, 0)
+    assert (report.basis, report.passed, report.failed) == ("exit status", 0, 1)
+    assert any("names more failed tests" in warning for warning in report.warnings)
+
+
+def test_exit_status_zero_with_failing_tests_is_flagged_and_the_counts_kept() -> None:
+    report = report_for_run("Ran 4 tests in 0s\n\nFAILED (failures=1)\n", 0)
+    assert (report.basis, report.passed, report.failed) == ("runner output", 3, 1)
+    assert report.warnings == ("the command exited 0 although 1 tests failed",)
+
+
+def test_a_distrusted_report_can_lower_a_run_never_raise_it() -> None:
+    failing = report_for_run("Ran 4 tests in 0s\n\nFAILED (failures=1)\n", 0)
+    assert distrusted(failing, 0, ["why"]).passed == 0
+    passing = report_for_run("Ran 4 tests in 0s\n\nOK\n", 0)
+    assert distrusted(passing, 0, ["why"]).passed == 1
+    assert distrusted(passing, 1, ["why"]).passed == 0
+    assert distrusted(passing, None, ["why"]).warnings[0] == "why"

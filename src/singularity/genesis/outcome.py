@@ -2,17 +2,27 @@
 
 Everything here is frozen and turns into JSON-friendly values with `to_dict()`: that is what
 gets recorded and published.
+
+The diff's author controls the candidate's run, output and exit status included; the
+baseline runs without the diff. So the candidate's counts must match the baseline's tests:
+when the diff changes no test file, the candidate runs the tests the baseline ran (as many,
+by the same names when the baseline named them); and when the baseline named every test,
+the candidate names some of them. Counts that do not match are not trusted (the exit status
+decides instead, see `reports.distrusted`). A verdict whose runs carry warnings is never
+`merge` (it becomes `merge_with_adaptations`: a human looks), and a `merge` that rests on what
+the candidate's run wrote says so in `warnings`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from fractions import Fraction
+from pathlib import PurePosixPath
 from typing import Any
 
-from singularity.genesis.recommendation import Recommendation, recommend
-from singularity.genesis.reports import Outcome, TestReport
+from singularity.genesis.recommendation import Recommendation, Verdict, recommend
+from singularity.genesis.reports import EXIT_STATUS_CASE, Outcome, TestReport, distrusted
 
 __all__ = ["ExperimentOutcome", "ExperimentStatus", "Measurement", "TestRun", "measure"]
 
@@ -97,7 +107,8 @@ class ExperimentOutcome:
     """An experiment's result; a diff that did not apply has no runs and no figures.
 
     `rule` is the number of the recommendation rule that decided (None for a diff that did
-    not apply), `reason` that rule's condition or what went wrong.
+    not apply), `reason` that rule's condition or what went wrong. `basis` is what the
+    candidate's counts rest on; `warnings` what the reviewer must know before trusting them.
     """
 
     status: ExperimentStatus
@@ -113,6 +124,8 @@ class ExperimentOutcome:
     baseline: TestRun | None
     candidate: TestRun | None
     error: str | None = None
+    basis: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def completed(
@@ -123,8 +136,10 @@ class ExperimentOutcome:
         paths: tuple[str, ...],
     ) -> ExperimentOutcome:
         """The outcome of two runs, measured and judged."""
+        candidate = _matched(baseline, candidate, paths)
         measured = measure(baseline.report, candidate.report)
         verdict = recommend(measured.success_rate, measured.regression, llm_reduction)
+        verdict, warnings = _judged(verdict, baseline.report, candidate.report)
         return cls(
             ExperimentStatus.COMPLETED,
             verdict.recommendation,
@@ -138,6 +153,8 @@ class ExperimentOutcome:
             paths,
             baseline,
             candidate,
+            basis=candidate.report.basis,
+            warnings=warnings,
         )
 
     @classmethod
@@ -173,6 +190,77 @@ class ExperimentOutcome:
             "llm_reduction": self.llm_reduction,
             "paths": list(self.paths),
             "error": self.error,
+            "basis": self.basis,
+            "warnings": list(self.warnings),
             "baseline": self.baseline.to_dict() if self.baseline else None,
             "candidate": self.candidate.to_dict() if self.candidate else None,
         }
+
+
+# Paths whose change may change which tests run: tests, and the runners' configuration.
+_RUNNER_FILES = {"makefile", "pyproject.toml", "setup.cfg", "tox.ini", "noxfile.py", "package.json"}
+
+
+def _changes_tests(paths: tuple[str, ...]) -> bool:
+    """Whether the diff touches a test file or a runner's configuration (by name)."""
+    for path in paths:
+        parts = [part.lower() for part in PurePosixPath(path).parts]
+        if parts[-1:] and parts[-1] in _RUNNER_FILES:
+            return True
+        if any("test" in part or "spec" in part for part in parts):
+            return True
+    return False
+
+
+def _matched(baseline: TestRun, candidate: TestRun, paths: tuple[str, ...]) -> TestRun:
+    """The candidate's run, its counts distrusted when they cannot be the baseline's tests."""
+    if candidate.report.basis == "exit status":
+        return candidate  # nothing read from what the run wrote
+    before, after = _tests(baseline.report), _tests(candidate.report)
+    reasons = []
+    if baseline.report.complete and before and not before & after:
+        reasons.append(
+            f"the baseline named its {len(before)} tests; the candidate names none of them"
+        )
+    if not _changes_tests(paths):
+        counts = (_count(candidate.report), _count(baseline.report))
+        if counts[0] != counts[1]:
+            reasons.append(
+                "the candidate counts {} tests, the baseline {}, and the diff changes no "
+                "test file".format(*counts)
+            )
+        elif baseline.report.complete and (new := sorted(after - before)):
+            reasons.append(f"the candidate names tests the baseline never ran ({new[0]}, ...)")
+    if not reasons:
+        return candidate
+    return replace(candidate, report=distrusted(candidate.report, candidate.exit_code, reasons))
+
+
+def _tests(report: TestReport) -> set[str]:
+    return {name for name in report.outcomes() if name != EXIT_STATUS_CASE}
+
+
+def _count(report: TestReport) -> int:
+    """How many tests ran (the failing case added for the exit status is not one)."""
+    extra = EXIT_STATUS_CASE in report.outcomes()
+    return report.total + report.skipped - int(extra)
+
+
+def _judged(
+    verdict: Verdict, baseline: TestReport, candidate: TestReport
+) -> tuple[Verdict, tuple[str, ...]]:
+    """The verdict, no `merge` when a run is in doubt, and what the reviewer must know."""
+    warnings = [
+        f"{phase}: {warning}"
+        for phase, report in (("baseline", baseline), ("candidate", candidate))
+        for warning in report.warnings
+    ]
+    if verdict.recommendation is Recommendation.MERGE and warnings:
+        reason = f"{verdict.reason}; merge withheld: the test results are in doubt"
+        verdict = Verdict(Recommendation.MERGE_WITH_ADAPTATIONS, verdict.rule, reason)
+    elif verdict.recommendation is Recommendation.MERGE and candidate.basis != "exit status":
+        warnings.append(
+            f"merge rests only on the {candidate.basis} the candidate's run wrote: the code "
+            "under test could have written it"
+        )
+    return verdict, tuple(warnings)

@@ -19,7 +19,7 @@ from xml.etree import ElementTree
 
 from singularity.genesis.report_model import Outcome, TestCase, TestReport
 
-__all__ = ["parse_junit", "parse_output"]
+__all__ = ["parse_junit", "parse_output", "summary_count"]
 
 
 def parse_output(output: str) -> TestReport | None:
@@ -30,6 +30,15 @@ def parse_output(output: str) -> TestReport | None:
         if report is not None
     ]
     return _sum(found) if found else None
+
+
+def summary_count(output: str) -> int:
+    """How many runner summaries the output holds, of every runner known (a run prints one)."""
+    return (
+        len(_UNITTEST_SUMMARY.findall(output))
+        + len(_PYTEST_SUMMARY.findall(output))
+        + sum(word == "tests" for word, _ in _NODE_COUNT.findall(output))
+    )
 
 
 def parse_junit(xml: bytes) -> TestReport:

@@ -1,4 +1,9 @@
-"""Test outcomes: one test's, and the counts of a run, with what the output named."""
+"""Test outcomes: one test's, and the counts of a run, with what the output named.
+
+A report's `basis` says what its counts rest on: a JUnit report or the runner's output
+(both written by the run itself, so the code under test can forge them), or the exit status
+alone. `warnings` say why the counts are in doubt; a report with warnings never earns a merge.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Outcome", "TestCase", "TestReport"]
+__all__ = ["BASIS", "Outcome", "TestCase", "TestReport"]
+
+# What a report's counts rest on, by its source; any runner's output is "runner output".
+BASIS = {"junit": "junit report", "exit_code": "exit status"}
+RUNNER_OUTPUT = "runner output"
 
 
 class Outcome(StrEnum):
@@ -45,6 +54,12 @@ class TestReport:
     skipped: int = 0
     cases: tuple[TestCase, ...] = ()
     note: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def basis(self) -> str:
+        """What the counts rest on: "junit report", "runner output" or "exit status"."""
+        return BASIS.get(self.source, RUNNER_OUTPUT)
 
     @property
     def total(self) -> int:
@@ -68,6 +83,7 @@ class TestReport:
         """The report as JSON-friendly values, with its total and success rate."""
         return {
             "source": self.source,
+            "basis": self.basis,
             "passed": self.passed,
             "failed": self.failed,
             "errors": self.errors,
@@ -77,4 +93,5 @@ class TestReport:
             "cases_complete": self.complete,
             "cases": [case.to_dict() for case in self.cases],
             "note": self.note,
+            "warnings": list(self.warnings),
         }

@@ -39,15 +39,35 @@ def knowledge_text(hits: Sequence[dict[str, Any]]) -> str:
 
 
 def experiment_summary(experiment: dict[str, Any]) -> str:
-    """The sandbox's verdict on a diff, for the reviewer and the model."""
+    """The sandbox's verdict on a diff, for the reviewer and the model, with its warnings.
+
+    It says what the candidate's counts rest on: the diff's own code can print a runner's
+    output, so a reviewer must see when a verdict rests on nothing else.
+    """
     if experiment.get("error"):
         return f"{experiment.get('status')}: {experiment['error']}"
     rate = experiment.get("success_rate")
     shown = "unknown" if rate is None else f"{rate:.0%}"
-    return (
+    candidate = experiment.get("candidate") or {}
+    basis = experiment.get("basis") or candidate.get("basis") or "unknown"
+    lines = [
         f"tests: {experiment.get('status')}, success rate {shown}, regression "
-        f"{experiment.get('regression')}, recommendation {experiment.get('recommendation')}"
-    )
+        f"{experiment.get('regression')}, recommendation {experiment.get('recommendation')} "
+        f"(counts from the candidate's {basis}, exit status {candidate.get('exit_code')})"
+    ]
+    lines += [f"WARNING: {warning}" for warning in _warnings(experiment)]
+    return "\n".join(lines)
+
+
+def _warnings(experiment: dict[str, Any]) -> list[str]:
+    """The outcome's warnings, or its runs' own when the answer did not carry them."""
+    if "warnings" in experiment:
+        return [str(warning) for warning in experiment["warnings"]]
+    return [
+        f"{phase}: {warning}"
+        for phase in ("baseline", "candidate")
+        for warning in (experiment.get(phase) or {}).get("warnings", [])
+    ]
 
 
 class Prompts:
