@@ -78,6 +78,8 @@ def server_env(home: Path, prefix: str) -> dict[str, str]:
 def platform_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The session's environment, also exported so that CLI subprocesses inherit it."""
     env = server_env(tmp_path_factory.mktemp("home"), f"t{uuid.uuid4().hex[:6]}_")
+    # Tests' repositories live in their temporary directories: the roots Genesis may read.
+    env["GENESIS_REPO_ROOTS"] = str(tmp_path_factory.getbasetemp())
     os.environ.update(env)
     yield env
     for name in env:

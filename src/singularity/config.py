@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from singularity.errors import ConfigError
 
@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # A job a worker took comes back to the others this long after the worker stops being
     # heard from (its heartbeat renews the timeout every third of it while the job runs).
     genesis_visibility_timeout_s: int = Field(30, ge=1, le=3600)
+    # Where repositories named by experiment requests on the bus may lie (directories,
+    # separated by ':'); empty: the home directory of the user the worker runs as.
+    genesis_repo_roots: Annotated[tuple[Path, ...], NoDecode] = ()
 
     # Provider keys: each enables that provider's models.
     anthropic_api_key: SecretStr | None = None
@@ -189,6 +192,16 @@ class Settings(BaseSettings):
         value = value.lower()
         if value not in ("console", "json"):
             raise ValueError("must be console or json")
+        return value
+
+    @field_validator("genesis_repo_roots", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            paths = [Path(part) for part in value.split(os.pathsep) if part.strip()]
+            if any(not path.is_absolute() for path in paths):
+                raise ValueError("every directory must be an absolute path")
+            return tuple(paths)
         return value
 
     @field_validator(

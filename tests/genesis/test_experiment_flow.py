@@ -22,6 +22,7 @@ from singularity.config import Settings
 from singularity.errors import UsageError
 from singularity.genesis.lab import Lab, Trial
 from singularity.genesis.limits import DEFAULT_LIMITS
+from singularity.genesis.repositories import RepositoryPolicy
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.store import GenesisStore
 from singularity.postgres.cluster import Cluster
@@ -92,7 +93,7 @@ async def test_a_repository_missing_on_the_worker_is_a_clear_error(
     await Publisher(bus_pool).send("experiment_requests", request)
     result = await wait_for_message(bus_pool, genesis_replies, request_id=request.id)
     assert result["status"] == "error"
-    assert "not a directory" in result["error"]
+    assert "does not exist on this worker" in result["error"]
 
 
 async def test_apply_then_rollback_restores_the_recorded_baseline(
@@ -101,7 +102,13 @@ async def test_apply_then_rollback_restores_the_recorded_baseline(
     require_bwrap()
     pool = await open_pool(cluster.service(Role.GENESIS, Database.GENESIS), name="t", max_size=2)
     try:
-        lab = Lab(Sandbox(), GenesisStore(pool), genesis_settings.genesis_dir, unsafe=False)
+        lab = Lab(
+            Sandbox(),
+            GenesisStore(pool),
+            genesis_settings.genesis_dir,
+            unsafe=False,
+            policy=RepositoryPolicy.from_settings(genesis_settings),
+        )
         trial = Trial(f"exp-{uuid.uuid4().hex[:8]}", repo, GOOD_DIFF, TEST_COMMAND, DEFAULT_LIMITS)
         outcome = await lab.conduct(trial)
         assert outcome["recommendation"] == "merge"
@@ -138,7 +145,7 @@ async def test_a_repository_path_too_long_for_the_system_is_refused_at_once(
     await Publisher(bus_pool).send("experiment_requests", request)
     result = await wait_for_message(bus_pool, genesis_replies, request_id=request.id)
     assert result["status"] == "error"
-    assert "not a directory" in result["error"]
+    assert "must be an absolute path" in result["error"] and len(result["error"]) < 400
     async with bus_pool.connection() as conn:
         rows = await (
             await conn.execute(

@@ -22,7 +22,7 @@ from singularity.genesis.snapshot import (
     take_snapshot,
 )
 from singularity.genesis.workspace import (
-    RepositoryTooLarge,
+    CopyRefused,
     copy_tree,
     create_workspace,
     remove_workspace,
@@ -133,7 +133,7 @@ def test_a_copy_larger_than_the_bound_fails_and_leaves_nothing(tmp_path: Path) -
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "big").write_bytes(b"x" * 2048)
-    with pytest.raises(RepositoryTooLarge, match="holds more than"):
+    with pytest.raises(CopyRefused, match="holds more than"):
         copy_tree(repo, tmp_path / "copy", max_bytes=2047)
     assert not (tmp_path / "copy").exists()
     assert copy_tree(repo, tmp_path / "copy", max_bytes=2048) == 2048

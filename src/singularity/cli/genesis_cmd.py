@@ -23,6 +23,7 @@ from singularity.genesis.execution import JobSpec, Mode, Status, execute
 from singularity.genesis.lab import Lab, Trial
 from singularity.genesis.languages import LANGUAGES
 from singularity.genesis.limits import DEFAULT_LIMITS, Limits, limits_from_request
+from singularity.genesis.repositories import RepositoryPolicy
 from singularity.genesis.sandbox import Sandbox, SandboxUnavailable
 from singularity.genesis.store import GenesisStore
 from singularity.postgres.connect import open_pool
@@ -152,6 +153,7 @@ async def _lab(settings: Settings, cluster: Any, sandbox: Sandbox | None) -> Asy
             GenesisStore(pool),
             settings.genesis_dir / "workspaces",
             unsafe=settings.genesis_unsafe_sandbox,
+            policy=RepositoryPolicy.from_settings(settings),
         )
     finally:
         await pool.close()
@@ -229,6 +231,7 @@ def _print_outcome(experiment_id: str, outcome: dict[str, Any]) -> None:
     table.add_column("total", justify="right")
     table.add_column("success", justify="right")
     table.add_column("wall", justify="right")
+    table.add_column("counts from")  # what the code under test could forge, or not
     for phase in ("baseline", "candidate"):
         tests = outcome.get(phase)
         if tests:
@@ -238,10 +241,13 @@ def _print_outcome(experiment_id: str, outcome: dict[str, Any]) -> None:
                 str(tests.get("total")),
                 f"{tests.get('success_rate', 0):.2f}",
                 f"{tests.get('wall_ms', 0):.0f} ms",
+                f"{tests.get('basis', '-')} (exit {tests.get('exit_code')})",
             )
     console.print(table)
     if outcome.get("error"):
         console.print(f"[red]{escape(str(outcome['error']))}[/]")
+    for warning in outcome.get("warnings") or ():
+        console.print(f"[yellow]warning[/]: {escape(str(warning))}")
     verdict = outcome.get("recommendation")
     colour = {"merge": "green", "merge_with_adaptations": "yellow"}.get(str(verdict), "red")
     console.print(

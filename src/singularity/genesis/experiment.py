@@ -1,12 +1,14 @@
 """Experiments: a diff tried on a copy of a repository against its tests, and a verdict.
 
-`run_experiment` copies the repository twice into a fresh workspace (the copy never follows
-a symlink, and is bounded by the limits' disk size), checks and applies the diff to the
-second copy, then runs the test command in the sandbox on each copy: the baseline first,
-then the candidate. Each run gets a pristine tree, so nothing the baseline's tests write
-can change the candidate's. A diff that does not apply ends the experiment before any test
-runs: status "diff_failed", git's message, recommendation rollback. A run the sandbox cannot
-start raises RunUnavailable. The workspace is removed in every case.
+`run_experiment` copies the repository twice into a fresh workspace (the copy never follows a
+symlink, and is bounded by the limits' disk size). Given a `policy` (a worker serving the bus),
+the repository must lie under the roots it allows and is read by an unprivileged uid; without
+one (the CLI acting for its own user), it is read with the caller's rights. It then checks and
+applies the diff to the second copy, then runs the test command in the sandbox on each copy:
+the baseline first, then the candidate. Each run gets a pristine tree, so nothing the
+baseline's tests write can change the candidate's. A diff that does not apply ends the
+experiment before any test runs: status "diff_failed", git's message, recommendation rollback.
+A run the sandbox cannot start raises RunUnavailable. The workspace is removed in every case.
 
 The figures (see `outcome.measure`):
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +42,9 @@ from singularity.genesis.patch import DiffFailed, apply_diff, check_diff, git_he
 from singularity.genesis.paths import relative_parts, remove_entry
 from singularity.genesis.recommendation import Recommendation
 from singularity.genesis.reports import report_for_run
+from singularity.genesis.repositories import RepositoryPolicy, open_directory
 from singularity.genesis.sandbox import RunResult, Sandbox, SandboxUnavailable
+from singularity.genesis.sandbox.identity import Identity
 from singularity.genesis.snapshot import Baseline, restore_snapshot, take_snapshot
 from singularity.genesis.workspace import copy_tree, create_workspace, remove_workspace
 
@@ -84,18 +89,25 @@ async def run_experiment(
     llm_reduction: float = 0.0,
     junit_path: str | None = None,
     progress: Progress | None = None,
+    policy: RepositoryPolicy | None = None,
 ) -> ExperimentOutcome:
     """Try `diff` on copies of `repo` against `test_command`; see the module's docstring."""
     _check_request(test_command, llm_reduction, junit_path)
-    repo = _directory(repo)  # the path given may be a link; nothing inside it is followed
     say = progress or (lambda _: None)
-    workspace = await asyncio.to_thread(create_workspace, workspace_root)
+    # The worker's own rights open the directory (from an allowed root down, no link
+    # followed); what is inside is read by the copier, as an unprivileged uid on the bus.
+    source = policy.open(str(repo)) if policy is not None else open_directory(repo)
+    say("copying the repository")
     try:
-        say("copying the repository")
+        if policy is None:
+            workspace = await _copy(source, workspace_root, limits, None)
+        else:
+            async with sandbox.lease_identity() as reader:
+                workspace = await _copy(source, workspace_root, limits, reader)
+    finally:
+        os.close(source)
+    try:
         baseline_tree, candidate_tree = workspace / "baseline", workspace / "candidate"
-        max_bytes = limits.disk_mb << 20
-        await asyncio.to_thread(copy_tree, repo, baseline_tree, max_bytes=max_bytes)
-        await asyncio.to_thread(copy_tree, baseline_tree, candidate_tree, max_bytes=max_bytes)
         say("applying the diff")
         try:
             paths = await asyncio.to_thread(apply_diff, candidate_tree, diff)
@@ -109,6 +121,24 @@ async def run_experiment(
         return ExperimentOutcome.completed(baseline, candidate, llm_reduction, paths)
     finally:
         await asyncio.to_thread(remove_workspace, workspace)
+
+
+async def _copy(source: int, root: Path, limits: Limits, reader: Identity | None) -> Path:
+    """A new workspace holding `baseline` and `candidate` copies of the open directory."""
+    workspace = await asyncio.to_thread(create_workspace, root, reader)
+    try:
+        await asyncio.to_thread(
+            copy_tree,
+            source,
+            workspace / "baseline",
+            max_bytes=limits.disk_mb << 20,
+            copies=("candidate",),
+            user=reader,
+        )
+    except BaseException:
+        await asyncio.to_thread(remove_workspace, workspace)
+        raise
+    return workspace
 
 
 def apply_to_repository(repo: Path, diff: str, *, max_bytes: int = MAX_SNAPSHOT_BYTES) -> Baseline:
@@ -172,7 +202,7 @@ def _test_run(result: RunResult, tree: Path, junit_path: str | None) -> TestRun:
         signal=result.signal,
         timed_out=result.timed_out,
         cpu_exceeded=result.cpu_exceeded,
-        output_limited=result.output_limited,
+        output_limited=result.output_limited or result.disk_limited,
         output_truncated=result.stdout_truncated or result.stderr_truncated,
         wall_ms=result.wall_ms,
         cpu_ms=result.cpu_ms,

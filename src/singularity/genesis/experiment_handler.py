@@ -12,6 +12,7 @@ from singularity.config import Settings
 from singularity.errors import UsageError
 from singularity.genesis.lab import Lab, Trial
 from singularity.genesis.limits import DEFAULT_LIMITS, limits_from_request
+from singularity.genesis.repositories import RepositoryPolicy
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.store import GenesisStore
 from singularity.shared_queue import (
@@ -39,6 +40,8 @@ def experiment_result(request_id: str, outcome: dict[str, Any]) -> dict[str, Any
         "success_rate": outcome.get("success_rate"),
         "regression": outcome.get("regression"),
         "error": outcome.get("error"),
+        "basis": outcome.get("basis"),
+        "warnings": outcome.get("warnings"),
     }
     for phase in ("baseline", "candidate"):
         if outcome.get(phase):
@@ -63,6 +66,7 @@ class ExperimentHandler:
             store,
             settings.genesis_dir / "workspaces",
             unsafe=settings.genesis_unsafe_sandbox,
+            policy=RepositoryPolicy.from_settings(settings),
         )
 
     async def __call__(self, delivery: Delivery[ExperimentRequest]) -> Reply:
@@ -84,6 +88,7 @@ class ExperimentHandler:
                 llm_reduction=request.llm_reduction or 0.0,
                 junit_path=request.junit_path,
                 agent_id=request.agent_id,
+                over_bus=True,
             )
             outcome = await self._lab.conduct(
                 trial, reply_to=reply_to, reply=lambda found: experiment_result(request_id, found)

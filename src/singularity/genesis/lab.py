@@ -3,11 +3,16 @@
 An experiment never changes the repository: it runs on a copy. `apply` puts a recorded
 experiment's diff into the repository itself, keeping the baseline first; `rollback` restores
 that baseline. Both are recorded.
+
+A trial that came over the bus is held to the worker's repository policy (allowed roots, no
+link followed, read as an unprivileged uid); so is applying or rolling back an experiment that
+came over the bus, whoever runs the command. A trial the CLI makes for its own user is not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +24,7 @@ from singularity.errors import UsageError
 from singularity.genesis import experiment as experiments
 from singularity.genesis.execution import StepRecord
 from singularity.genesis.limits import Limits
+from singularity.genesis.repositories import RepositoryPolicy
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.store import ExperimentRecord, GenesisStore
 
@@ -41,18 +47,26 @@ class Trial:
     llm_reduction: float = 0.0
     junit_path: str | None = None
     agent_id: str | None = None
+    over_bus: bool = False  # named by a message: held to the worker's repository policy
 
 
 class Lab:
     """Runs experiments in workspaces under one directory and records them."""
 
     def __init__(
-        self, sandbox: Sandbox, store: GenesisStore, workspaces: Path, *, unsafe: bool
+        self,
+        sandbox: Sandbox,
+        store: GenesisStore,
+        workspaces: Path,
+        *,
+        unsafe: bool,
+        policy: RepositoryPolicy,
     ) -> None:
         self._sandbox = sandbox
         self.store = store
         self._workspaces = workspaces
         self._unsafe = unsafe
+        self._policy = policy
 
     async def conduct(
         self,
@@ -63,13 +77,14 @@ class Lab:
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Run the experiment and record it; returns its outcome (as a dict)."""
-        try:
-            is_dir = trial.repo.is_dir()
-        except OSError:  # a path too long for the system, say: no directory either
-            is_dir = False
-        if not is_dir:
-            raise UsageError(f"repository {str(trial.repo)!r} is not a directory on this host")
-        self._workspaces.mkdir(parents=True, exist_ok=True)
+        if not trial.over_bus:  # the policy's own refusals say no more than its rules allow
+            try:
+                is_dir = trial.repo.is_dir()
+            except OSError:  # a path too long for the system, say: no directory either
+                is_dir = False
+            if not is_dir:
+                raise UsageError(f"repository {str(trial.repo)!r} is not a directory on this host")
+        self._workspaces.mkdir(parents=True, exist_ok=True, mode=0o700)
         outcome = await experiments.run_experiment(
             trial.repo,
             trial.diff,
@@ -80,6 +95,7 @@ class Lab:
             llm_reduction=trial.llm_reduction,
             junit_path=trial.junit_path,
             progress=progress,
+            policy=self._policy if trial.over_bus else None,
         )
         found = outcome.to_dict()
         record = ExperimentRecord(
@@ -111,7 +127,7 @@ class Lab:
         found = await self.store.experiment(experiment_id)
         if found["applied_at"] is not None and found["rolled_back_at"] is None:
             raise UsageError(f"experiment {experiment_id!r} is applied already")
-        repo = Path(found["repo"])
+        repo = self._permitted(found)
         baseline = await asyncio.to_thread(experiments.apply_to_repository, repo, found["diff"])
         await self.store.mark_applied(experiment_id, baseline.to_dict())
         log.info("experiment_applied", experiment_id=experiment_id, repo=str(repo))
@@ -127,10 +143,17 @@ class Lab:
         if found["rolled_back_at"] is not None:
             raise UsageError(f"experiment {experiment_id!r} is rolled back already")
         baseline = experiments.Baseline.from_dict(found["baseline"])
-        restored = await asyncio.to_thread(experiments.rollback, Path(found["repo"]), baseline)
+        restored = await asyncio.to_thread(experiments.rollback, self._permitted(found), baseline)
         await self.store.record_rollback(experiment_id, reason, list(restored))
         log.info("experiment_rolled_back", experiment_id=experiment_id, files=len(restored))
         return list(restored)
+
+    def _permitted(self, found: dict[str, Any]) -> Path:
+        """The recorded repository; one named over the bus must pass the repository policy."""
+        repo = Path(found["repo"])
+        if found.get("reply_to") is not None:
+            os.close(self._policy.open(str(repo)))
+        return repo
 
 
 def _metrics(outcome: dict[str, Any]) -> dict[str, float]:

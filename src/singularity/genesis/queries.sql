@@ -66,7 +66,7 @@ ON CONFLICT (experiment_id, name) DO UPDATE SET value = EXCLUDED.value
 -- name: experiment_get --
 SELECT id, agent_id, repo, diff, test_command, status, recommendation, rule, success_rate,
        regression, llm_reduction, outcome, error, baseline, applied_at, rolled_back_at,
-       created_at
+       created_at, reply_to
 FROM experiments WHERE id = %(id)s
 
 -- name: experiment_list --

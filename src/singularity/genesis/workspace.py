@@ -1,123 +1,140 @@
 """Workspaces: private directories that hold copies of a repository for sandboxed runs.
 
-A copy never follows a symlink: a link is copied as a link, so a repository (or a test that
-planted one) cannot make the copy read a host file. Special files (FIFOs, sockets, devices)
-are left out. The copy is bounded: the contents of its files and links may not exceed the
-given size.
+The copy is made by `copier.py` in a process of its own, as the user the caller names (an
+unprivileged uid when a root worker serves the bus), from a directory descriptor: it walks by
+descriptors and never follows a symlink, so a repository (or a test that planted one, or a
+directory swapped for a link during the copy) cannot make it read a host file. Links are copied
+as links; FIFOs, sockets and devices are left out. The copy is bounded in bytes (the contents
+of its files and links), in entries and in depth.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
-import shutil
-import stat
+import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from singularity.errors import UsageError
+from singularity.errors import SingularityError, UsageError
+from singularity.genesis.sandbox.command import PYTHON
+from singularity.genesis.sandbox.identity import Identity
 
-__all__ = ["RepositoryTooLarge", "copy_tree", "create_workspace", "remove_workspace"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_ENTRIES",
+    "CopyRefused",
+    "copy_tree",
+    "create_workspace",
+    "remove_workspace",
+]
 
-_CHUNK = 1 << 20
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+MAX_ENTRIES = 200_000
+MAX_DEPTH = 128  # folders; the copier recurses, and Python's default limit is 1000 frames
+_COPY_TIMEOUT_S = 600.0
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-class RepositoryTooLarge(UsageError):
-    """A repository holds more than a workspace may."""
+class CopyRefused(UsageError):
+    """A repository the copy refuses: too large, too deep, unreadable, or changing under it."""
 
 
-def create_workspace(root: Path) -> Path:
-    """A fresh directory under `root` that only its owner may enter."""
+def create_workspace(root: Path, owner: Identity | None = None) -> Path:
+    """A fresh directory under `root` that only its owner (`owner`, else this user) may enter."""
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return Path(tempfile.mkdtemp(prefix="experiment-", dir=root))
+    workspace = Path(tempfile.mkdtemp(prefix="experiment-", dir=root))
+    if owner is not None and owner.dedicated:
+        os.chown(workspace, owner.uid, owner.gid)
+    return workspace
 
 
-def copy_tree(source: Path, target: Path, *, max_bytes: int) -> int:
-    """Copy `source` to the new directory `target`; returns the bytes copied.
+def copy_tree(
+    source: Path | int,
+    target: Path,
+    *,
+    max_bytes: int,
+    copies: Sequence[str] = (),
+    user: Identity | None = None,
+) -> int:
+    """Copy `source` (a path, or an open directory) to the new directory `target`, then that
+    copy to each of `copies` beside it; returns the bytes of one copy.
 
-    RepositoryTooLarge (with `target` removed) when the contents exceed `max_bytes`.
+    CopyRefused (with the copies removed) for a tree that breaks a rule of the copy.
     """
-    if not source.is_dir() or source.is_symlink():
-        raise UsageError(f"repository {str(source)!r} is not a directory")
-    budget = _Budget(source, max_bytes)
+    source_fd = _open_source(source) if not isinstance(source, int) else os.dup(source)
+    parent_fd = os.open(target.parent, _DIR)
+    names = [target.name, *copies]
     try:
-        _copy_dir(source, target, budget)
+        report = _run_copier(source_fd, parent_fd, names, max_bytes, user)
     except BaseException:
-        remove_workspace(target)
+        for name in names:
+            remove_workspace(target.parent / name)
         raise
-    return budget.used
+    finally:
+        os.close(source_fd)
+        os.close(parent_fd)
+    return int(report["bytes"])
+
+
+def _open_source(source: Path) -> int:
+    try:
+        return os.open(source, _DIR | os.O_NOFOLLOW)
+    except OSError:
+        raise UsageError(f"repository {str(source)!r} is not a directory") from None
+
+
+def _run_copier(
+    source_fd: int, parent_fd: int, names: list[str], max_bytes: int, user: Identity | None
+) -> dict[str, object]:
+    numbers = (source_fd, parent_fd, max_bytes, MAX_ENTRIES, MAX_DEPTH)
+    switch = user is not None and user.dedicated
+    try:
+        done = subprocess.run(
+            [PYTHON, "-I", "-S", "-c", _copier_source(), *map(str, numbers), *names],
+            pass_fds=(source_fd, parent_fd),
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+            capture_output=True,
+            timeout=_COPY_TIMEOUT_S,
+            check=False,
+            user=user.uid if switch and user else None,
+            group=user.gid if switch and user else None,
+            extra_groups=[] if switch else None,
+        )
+    except subprocess.TimeoutExpired:
+        raise CopyRefused(
+            f"copying the repository took longer than {_COPY_TIMEOUT_S:.0f} s"
+        ) from None
+    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
+    try:
+        report = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        raise SingularityError(f"the repository copier failed: {detail[0]}") from None
+    if "error" in report:
+        error = CopyRefused if report.get("refused") else SingularityError
+        raise error(str(report["error"]))
+    return dict(report)
+
+
+@functools.cache
+def _copier_source() -> str:
+    return (Path(__file__).parent / "copier.py").read_text()
 
 
 def remove_workspace(path: Path) -> None:
-    """Remove a workspace, however its runs left permissions; a missing one is fine."""
-
-    def unlock(_func: object, failed: str, _exc: object) -> None:
-        # A run may leave directories without write permission; open them up and retry.
-        os.chmod(os.path.dirname(failed), 0o700)
-        if os.path.isdir(failed) and not os.path.islink(failed):
-            os.chmod(failed, 0o700)
-            shutil.rmtree(failed)
-        else:
-            os.unlink(failed)
-
+    """Remove a workspace, however deep its runs made it and whatever permissions they left;
+    a missing one is fine."""
     if path.is_symlink():
         path.unlink()
-    elif path.exists():
-        shutil.rmtree(path, onerror=unlock)
-
-
-class _Budget:
-    """Bytes left for a copy, with the error that names the repository."""
-
-    def __init__(self, source: Path, max_bytes: int) -> None:
-        self.source = source
-        self.max_bytes = max_bytes
-        self.used = 0
-
-    def spend(self, size: int) -> None:
-        self.used += size
-        if self.used > self.max_bytes:
-            raise RepositoryTooLarge(
-                f"repository {str(self.source)!r} holds more than "
-                f"{self.max_bytes / (1 << 20):g} MiB, the disk limit (limits.disk_mb)"
-            )
-
-
-def _copy_dir(source: Path, target: Path, budget: _Budget) -> None:
-    # Created private and filled before it gets the source's mode, which may be read-only.
-    os.mkdir(target, 0o700)
-    with os.scandir(source) as entries:
-        for entry in entries:
-            _copy_entry(entry, target / entry.name, budget)
-    _copy_metadata(source, target)
-
-
-def _copy_entry(entry: os.DirEntry[str], target: Path, budget: _Budget) -> None:
-    if entry.is_symlink():
-        link = os.readlink(entry.path)
-        budget.spend(len(os.fsencode(link)))
-        os.symlink(link, target)
-    elif entry.is_dir(follow_symlinks=False):
-        _copy_dir(Path(entry.path), target, budget)
-    elif entry.is_file(follow_symlinks=False):
-        _copy_file(Path(entry.path), target, budget)
-
-
-def _copy_file(source: Path, target: Path, budget: _Budget) -> None:
-    fd = os.open(source, _FILE_FLAGS)
-    with os.fdopen(fd, "rb") as reader:
-        if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
-            return  # replaced by something else since the directory was listed
-        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(out, "wb") as writer:
-            while chunk := reader.read(_CHUNK):
-                budget.spend(len(chunk))
-                writer.write(chunk)
-    _copy_metadata(source, target)
-
-
-def _copy_metadata(source: Path, target: Path) -> None:
-    """Permission bits (set-id bits dropped) and times."""
-    info = os.lstat(source)
-    os.chmod(target, stat.S_IMODE(info.st_mode) & 0o777)
-    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+        return
+    if not path.exists():
+        return
+    # coreutils walk a tree of any depth (Python's rmtree recurses) and never follow a link;
+    # rights first, as a run may leave directories its owner cannot write.
+    subprocess.run(["chmod", "-R", "u+rwx", "--", str(path)], capture_output=True, check=False)
+    done = subprocess.run(["rm", "-rf", "--", str(path)], capture_output=True, check=False)
+    if done.returncode != 0 and path.exists():
+        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
+        raise SingularityError(f"cannot remove the workspace {path}: {reason[0]}")
