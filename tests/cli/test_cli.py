@@ -47,6 +47,7 @@ BAD_INPUT = [
     (["run", "bogus"], "unknown service 'bogus'; choose one of: centralcloud"),
     (["bogus"], "No such command 'bogus'"),
     (["queue", "send", "job_requests"], "Missing argument 'body'"),
+    (["queue", "send", "job_requests", "[" * 5000 + "]" * 5000], "nested too deeply"),
 ]
 
 
@@ -132,6 +133,15 @@ def test_send_read_and_metrics(cluster: Cluster, clean_jobs: None) -> None:
     assert "job_requests  singularity -> genesis" in listed
 
 
+def test_read_prints_a_message_of_any_depth(cluster: Cluster, clean_jobs: None) -> None:
+    deep = '{"id": "deep", "x": ' + "[" * 10_000 + "]" * 10_000 + "}"
+    with connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
+        conn.execute("SELECT pgmq.send('job_requests', %s::jsonb)", (deep,))
+    read = singularity("queue", "read", "job_requests", "--json")
+    assert read.returncode == 0 and "Traceback" not in read.stderr, read.stderr
+    assert read.stdout.startswith('{"msg_id": ') and '"message": {"x": [[[' in read.stdout
+
+
 def test_dead_letters_are_listed_and_redriven(cluster: Cluster, clean_jobs: None) -> None:
     async def make_dead_letter() -> None:
         async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
@@ -149,7 +159,6 @@ def test_dead_letters_are_listed_and_redriven(cluster: Cluster, clean_jobs: None
                 msg_id=row[0],
                 read_ct=5,
                 enqueued_at=datetime.now(UTC),
-                body='{"id": "poison", "code": "x", "language": "python"}',
                 reason="failed 5 times; last error: RuntimeError: sandbox unavailable",
             )
 

@@ -61,6 +61,34 @@ async def test_redrive_leaves_foreign_messages_in_place(
 ) -> None:
     await Publisher(bus_pool).send(f"{queue}_dlq", {"written": "by hand"})
     async with bus_pool.connection() as conn:
-        assert await redrive(conn, queue) == (0, 1)
+        await conn.execute(
+            f"SELECT pgmq.send('{queue}_dlq', x) FROM unnest(%s::jsonb[]) x",
+            (['"a string"', "[1, 2]", f'"{"x" * 100_000}"'],),
+        )
+        assert await redrive(conn, queue) == (0, 4)
+        letters = [letter for _, letter in await list_dead_letters(conn, f"{queue}_dlq")]
+    assert letters[:3] == ['{"written": "by hand"}', '"a string"', "[1, 2]"]
+    assert letters[3].startswith("(a message of about 100") and "not shown" in letters[3]
+
+
+async def test_a_deep_original_is_dead_lettered_and_redriven_whole(
+    bus_pool: AsyncConnectionPool, queue: str
+) -> None:
+    # 10,000 levels: more than any Python JSON decoder takes. The original moves from the
+    # queue to the letter, and back, inside the server: nothing here parses it.
+    text = '{"id": "deep", "x": ' + "[" * 10_000 + "]" * 10_000 + "}"
+
+    async def never(delivery: Delivery[JobRequest]) -> None:
+        raise AssertionError("an invalid message reached the handler")
+
+    async with bus_pool.connection() as conn:
+        await conn.execute("SELECT pgmq.send(%s, %s::jsonb)", (queue, text))
+    async with Running(Consumer(bus_pool, queue, JobRequest, never, options=FAST)):
+        await eventually(rows_are(bus_pool, f"q_{queue}_dlq", 1))
+    async with bus_pool.connection() as conn:
         [(_, letter)] = await list_dead_letters(conn, f"{queue}_dlq")
-    assert letter == '{"written": "by hand"}'
+        assert isinstance(letter, DeadLetter), letter
+        assert "recursion limit" in letter.reason
+        assert await redrive(conn, queue) == (1, 0)
+        cursor = await conn.execute(f"SELECT message = %s::jsonb FROM pgmq.q_{queue}", (text,))
+        assert await cursor.fetchall() == [(True,)]

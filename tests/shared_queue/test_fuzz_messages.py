@@ -991,3 +991,94 @@ async def test_a_body_postgresql_cannot_store_never_reaches_a_queue(
     async with bus_pool.connection() as conn:
         with pytest.raises(psycopg.DataError):
             await conn.execute("SELECT pgmq.send('job_requests', %s::jsonb)", (text,))
+
+
+# -- depth and size, on every queue ---------------------------------------------------------
+
+_SMALL_LIMIT = 64 * 1024  # SHARED_QUEUE_MAX_MESSAGE_BYTES for this test: 64 KiB
+
+
+def _deep(body: dict[str, Any]) -> str:
+    """`body` with a field nested 5,000 levels deep (written by hand: json.dumps recurses)."""
+    return _encode(body)[:-1] + ',"nested":' + "[" * 5_000 + "]" * 5_000 + "}"
+
+
+def _oversized(body: dict[str, Any]) -> str:
+    return _encode({**body, "padding": _noise(7, 2 * _SMALL_LIMIT)})
+
+
+# Each attack, and what the reason of its dead letter says.
+_ATTACKS: tuple[tuple[Callable[[dict[str, Any]], str], str], ...] = (
+    (_deep, "recursion limit"),
+    (_oversized, "bytes long"),
+)
+
+
+async def _letter_in_sql(pool: AsyncConnectionPool, spec: QueueSpec, sent: Sent) -> Any:
+    """(reason, read_ct, whether the original is kept whole) of a message's dead letter, read
+    in SQL: a client decoding a 5,000-level body would recurse as the consumer once did."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            f"SELECT message->>'reason', (message->>'read_ct')::int, "
+            f"message->'original' = %s::jsonb FROM pgmq.q_{spec.dead_letter} "
+            "WHERE message->>'queue' = %s AND (message->>'msg_id')::bigint = %s",
+            (sent.text, spec.name, sent.msg_id),
+        )
+        return await cursor.fetchone()
+
+
+@pytest.mark.parametrize("spec", QUEUES, ids=lambda spec: spec.name)
+async def test_a_deep_or_oversized_body_is_dead_lettered_at_once_and_the_consumer_goes_on(
+    spec: QueueSpec,
+    cluster: Cluster,
+    nexus_settings: Settings,
+    llm: MockOpenAI,
+    bus_pool: AsyncConnectionPool,
+    tmp_path: Path,
+) -> None:
+    # A body nested thousands of levels deep once stopped every consumer at its first read
+    # (a RecursionError), and again after each restart. Each queue's real consumer gets one
+    # such body and one longer than its size limit: both are dead-lettered at their first
+    # delivery with the reason, kept whole, and the asker hears why where the service answers
+    # malformed requests.
+    target = TARGETS[spec.name]
+    settings = nexus_settings.model_copy(update={"shared_queue_max_message_bytes": _SMALL_LIMIT})
+    needs = Needs(spec, cluster, settings, bus_pool, tmp_path)
+    with capture_logs() as logs:
+        async with HARNESSES[target.group](needs) as harness:
+            fuzz = Fuzz(needs, target, harness, logs)
+            try:
+                batch = [Sent(target.bases[0], str(uuid.uuid4())) for _ in _ATTACKS]
+                for sent, (make, _) in zip(batch, _ATTACKS, strict=True):
+                    sent.body = _fill(sent.template, sent.key, harness.replies)
+                    sent.text = make(sent.body)
+                if harness.prepare is not None:
+                    await harness.prepare(batch)
+                async with bus_pool.connection() as conn:
+                    for sent in batch:
+                        query = "SELECT pgmq.send(%s, %s::jsonb)"
+                        row = await (await conn.execute(query, (spec.name, sent.text))).fetchone()
+                        assert row is not None
+                        sent.msg_id = int(row[0])
+                fuzz.sent += batch
+                await fuzz._settled(batch)
+
+                for sent, (_, why) in zip(batch, _ATTACKS, strict=True):
+                    found = await _letter_in_sql(bus_pool, spec, sent)
+                    assert found is not None, f"{why}: not dead-lettered" + fuzz._log_excerpt()
+                    reason, read_ct, kept = found
+                    assert why in reason and read_ct == 1 and kept, found
+                    queue = fuzz._reply_queue(sent.body)
+                    if target.courtesy and queue is not None:
+                        answer = await _reply(bus_pool, [queue], sent.key)
+                        assert isinstance(answer, dict) and answer.get("error"), (why, answer)
+
+                assert not harness.task.done(), "the consumer stopped"
+                final = target.final or target.bases[0]
+                if harness.repo is not None:
+                    final = {**final, "repo": str(harness.repo)}
+                (last,) = await fuzz.batch([final], tame=False)
+                assert last.archived and last.valid is not None, last
+                assert not harness.task.done()
+            finally:
+                await fuzz.forget()

@@ -37,15 +37,14 @@ async def test_the_read_looks_up_handled_requests_through_the_index(
             'SELECT pgmq.send(%s, \'{"request_id": "r5", "id": "x"}\'::jsonb)', (queue,)
         )
         query = QUERIES.compose("read", archive=archive_table(queue))
+        params = {"queue": queue, "vt": 0, "qty": 10, "max_bytes": 1 << 20}
         plan = "\n".join(
             row[0]
             for row in await (
-                await conn.execute(
-                    b"EXPLAIN " + query.as_bytes(conn), {"queue": queue, "vt": 0, "qty": 10}
-                )
+                await conn.execute(b"EXPLAIN " + query.as_bytes(conn), params)
             ).fetchall()
         )
-        rows = await (await conn.execute(query, {"queue": queue, "vt": 0, "qty": 10})).fetchall()
+        rows = await (await conn.execute(query, params)).fetchall()
     assert f"a_{queue}_request_key_idx" in plan
     assert f"Seq Scan on a_{queue}" not in plan
     assert [row[-1] for row in rows] == [True]  # r5 is in the archive: seen

@@ -109,6 +109,8 @@ def send(
         message = json.loads(body)
     except json.JSONDecodeError as exc:
         raise UsageError(f"the message is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError("the message is nested too deeply to be read") from None
     spec = queue_spec(queue)
     if spec is not None and not raw:
         try:
@@ -143,17 +145,17 @@ def read(
     rows = run(_admin(work))
     if as_json:
         for msg_id, read_ct, enqueued, vt, body in rows:
-            print(
-                json.dumps(
-                    {
-                        "msg_id": msg_id,
-                        "read_ct": read_ct,
-                        "enqueued_at": enqueued.isoformat(),
-                        "vt": vt.isoformat(),
-                        "message": json.loads(body),
-                    }
-                )
+            head = json.dumps(
+                {
+                    "msg_id": msg_id,
+                    "read_ct": read_ct,
+                    "enqueued_at": enqueued.isoformat(),
+                    "vt": vt.isoformat(),
+                }
             )
+            # The body is the server's own JSON text: placed as it is, never parsed here, so
+            # a message of any depth prints.
+            print(f'{head[:-1]}, "message": {body}}}')
         return
     if not rows:
         console.print(f"{queue} is empty")

@@ -24,10 +24,12 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def consumer_options(settings: Settings, **overrides: object) -> ConsumerOptions:
-    """Consumer options with SHARED_QUEUE_POLL_MS and SHARED_QUEUE_BATCH_SIZE applied."""
+    """Consumer options with SHARED_QUEUE_POLL_MS, SHARED_QUEUE_BATCH_SIZE and
+    SHARED_QUEUE_MAX_MESSAGE_BYTES applied."""
     values: dict[str, object] = {
         "poll_interval_s": settings.shared_queue_poll_ms / 1000,
         "batch_size": settings.shared_queue_batch_size,
+        "max_message_bytes": settings.shared_queue_max_message_bytes,
     }
     values.update(overrides)
     return ConsumerOptions(**values)  # type: ignore[arg-type]

@@ -8,30 +8,30 @@ Delivery rules:
   (same request_id, another message) is archived without a second effect;
 - a failing handler is retried with exponential backoff; a message that fails
   `max_deliveries` times, or cannot be parsed, goes to the dead-letter queue with the reason;
+- nothing in one message stops the loop: a body longer than `max_message_bytes` is never
+  sent to the consumer, parsing is bounded in depth, and a message the server cannot even
+  turn into text is dead-lettered by its id (the original moves inside the server);
 - on shutdown, handlers get a grace period, then their messages are released at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import sys
 import time
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from singularity.observability.metrics import DEAD_LETTERED, FAILED
 from singularity.postgres.connect import describe_error
 from singularity.shared_queue.committer import Committer
-from singularity.shared_queue.deadletter import dead_letter
+from singularity.shared_queue.deadletter import bounded, dead_letter
 from singularity.shared_queue.delivery import (
     ConsumerOptions,
     Delivery,
@@ -42,9 +42,17 @@ from singularity.shared_queue.delivery import (
     Reply,
     as_replies,
 )
+from singularity.shared_queue.intake import (
+    INVALID,
+    Row,
+    about_a_message,
+    body_for_reply,
+    describe,
+    parse,
+)
 from singularity.shared_queue.listener import Listener
 from singularity.shared_queue.messages import MAX_KEY_LENGTH, validate_queue_name
-from singularity.shared_queue.sql import QUERIES, archive_table
+from singularity.shared_queue.sql import QUERIES, archive_table, queue_table
 from singularity.shared_queue.stats import ConsumerStats
 from singularity.shared_queue.waiting import race
 
@@ -53,16 +61,6 @@ __all__ = ["Consumer"]
 log = structlog.get_logger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(slots=True)
-class _Row:
-    msg_id: int
-    read_ct: int
-    enqueued_at: datetime
-    body: str
-    key: str | None
-    seen: bool
 
 
 class Consumer(Generic[M]):
@@ -94,6 +92,7 @@ class Consumer(Generic[M]):
         self._slot_freed = asyncio.Event()
         self._committer = Committer(pool, self.queue, self.stats, self._slot_freed.set)
         self._read_query = QUERIES.compose("read", archive=archive_table(queue))
+        self._table = queue_table(queue)
 
     # -- the loops -----------------------------------------------------------------------
 
@@ -120,7 +119,7 @@ class Consumer(Generic[M]):
                 continue
             self._wake.clear()
             try:
-                rows = await self._read(min(opts.batch_size, free))
+                rows = await self._read_batch(min(opts.batch_size, free))
             except psycopg.Error as exc:
                 log.warning("read_failed", queue=self.queue, error=describe_error(exc))
                 await race(stop.wait(), seconds=min(5.0, opts.poll_interval_s * 8))
@@ -128,25 +127,72 @@ class Consumer(Generic[M]):
             if not rows:
                 await race(self._wake.wait(), stop.wait(), seconds=opts.poll_interval_s)
                 continue
-            for row in rows:
-                rejected = self._dispatch(row)
-                if rejected is not None:
-                    replies = await self._invalid_replies(row, rejected)
-                    await self._dead_letter(row, rejected, replies)
+            # Valid messages start first; a flood of bad ones in the batch does not hold them.
+            rejected = [(row, why) for row in rows if (why := self._dispatch(row)) is not None]
+            for row, why in rejected:
+                replies = await self._invalid_replies(row, why)
+                await self._dead_letter(row, why, replies)
 
-    async def _read(self, qty: int) -> list[_Row]:
-        params = {"queue": self.queue, "vt": self.options.visibility_timeout_s, "qty": qty}
+    async def _read_batch(self, qty: int) -> list[Row]:
+        """The next batch. When one message makes the server fail the batch (its text would
+        pass PostgreSQL's 1 GB limit), the next message alone; when that is the one, it is
+        dead-lettered unread, so that it cannot block the queue."""
+        try:
+            return await self._read(qty)
+        except psycopg.Error as exc:
+            if not about_a_message(exc):
+                raise
+            problem = exc
+        if qty > 1:
+            log.warning("read_narrowed", queue=self.queue, error=describe_error(problem))
+            try:
+                return await self._read(1)
+            except psycopg.Error as exc:
+                if not about_a_message(exc):
+                    raise
+                problem = exc
+        await self._remove_unreadable(problem)
+        return []
+
+    async def _read(self, qty: int) -> list[Row]:
+        params = {
+            "queue": self.queue,
+            "vt": self.options.visibility_timeout_s,
+            "qty": qty,
+            "max_bytes": self.options.max_message_bytes,
+        }
         async with self._pool.connection() as conn:
             cursor = await conn.execute(self._read_query, params)
             rows = await cursor.fetchall()
-        return [_Row(*row) for row in rows]
+        return [Row(*row) for row in rows]
 
-    def _dispatch(self, row: _Row) -> str | None:
+    async def _remove_unreadable(self, problem: psycopg.Error) -> None:
+        """Take the next message without its body; dead-letter it if the server cannot turn
+        it into text (another consumer may have taken the culprit: then release this one)."""
+        params = {"queue": self.queue, "vt": self.options.visibility_timeout_s}
+        probe = QUERIES.compose("message_bytes", queue_table=self._table)
+        async with self._pool.connection() as conn:
+            taken = await (await conn.execute(QUERIES["read_bare"], params)).fetchall()
+        for msg_id, read_ct, enqueued_at in taken:
+            row = Row(msg_id, read_ct, enqueued_at, None, None)
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute(probe, {"msg_id": msg_id})
+            except psycopg.Error as exc:
+                if not about_a_message(exc):
+                    raise
+                reason = (
+                    f"{INVALID}the server cannot read it: {exc.diag.message_primary or problem}"
+                )
+                await self._dead_letter(row, reason, await self._invalid_replies(row, reason))
+            else:
+                await self._set_vt([msg_id], 0)
+
+    def _dispatch(self, row: Row) -> str | None:
         """Start handling one message; returns why it must be dead-lettered instead, if so."""
-        try:
-            message = self._model.model_validate_json(row.body)
-        except ValidationError as exc:
-            return f"{_INVALID}{_validation_summary(exc)}"
+        message = parse(self._model, row, self.options.max_message_bytes)
+        if isinstance(message, str):
+            return message
         if row.key is not None and len(row.key) > MAX_KEY_LENGTH:
             # A key from a field the model does not check (an `id` it keeps as extra): the
             # archive could not index it, and the batch it is committed with would fail.
@@ -164,7 +210,7 @@ class Consumer(Generic[M]):
                 self._inflight[row.msg_id] = task
         return None
 
-    async def _handle(self, delivery: Delivery[M], row: _Row) -> None:
+    async def _handle(self, delivery: Delivery[M], row: Row) -> None:
         started = time.monotonic()
         try:
             outcome = await self._handler(delivery)
@@ -186,8 +232,8 @@ class Consumer(Generic[M]):
             self._inflight.pop(row.msg_id, None)
             self._slot_freed.set()
 
-    async def _failed(self, row: _Row, exc: Exception, handler_s: float) -> None:
-        error = f"{type(exc).__name__}: {exc}"
+    async def _failed(self, row: Row, exc: Exception, handler_s: float) -> None:
+        error = f"{type(exc).__name__}: {describe(exc)}"
         if row.read_ct >= self.options.max_deliveries:
             reason = f"failed {row.read_ct} times; last error: {error}"
             await self._dead_letter(row, reason, outcome=FAILED, handler_s=handler_s)
@@ -205,29 +251,27 @@ class Consumer(Generic[M]):
         )
         await self._set_vt([row.msg_id], delay)
 
-    async def _invalid_replies(self, row: _Row, reason: str) -> Sequence[Reply]:
+    async def _invalid_replies(self, row: Row, reason: str) -> Sequence[Reply]:
         """What the service wants to answer to a message it cannot read (its asker waits)."""
-        if self._on_invalid is None or not reason.startswith(_INVALID):
+        if self._on_invalid is None or not reason.startswith(INVALID):
             return ()
         try:
-            body = json.loads(row.body)
-        except ValueError:
-            body = None
-        try:
+            body = await body_for_reply(self._pool, self._table, row)
             return await self._on_invalid(body, reason)
         except Exception as exc:  # the dead letter matters more than the courtesy reply
-            log.warning("invalid_reply_failed", queue=self.queue, error=str(exc))
+            log.warning("invalid_reply_failed", queue=self.queue, error=describe(exc))
             return ()
 
     async def _dead_letter(
         self,
-        row: _Row,
+        row: Row,
         reason: str,
         replies: Sequence[Reply] = (),
         *,
         outcome: str = DEAD_LETTERED,
         handler_s: float | None = None,
     ) -> None:
+        reason = bounded(reason)
         self.stats.dead_letter(outcome, handler_s)
         log.warning(
             "dead_lettered",
@@ -237,21 +281,31 @@ class Consumer(Generic[M]):
             reason=reason,
         )
         try:
-            async with self._pool.connection() as conn:
-                await dead_letter(
-                    conn,
-                    queue=self.queue,
-                    dead_letter_queue=self.dead_letter_queue,
-                    msg_id=row.msg_id,
-                    read_ct=row.read_ct,
-                    enqueued_at=row.enqueued_at,
-                    body=row.body,
-                    reason=reason,
-                    replies=replies,
-                )
+            await self._move_to_dead_letters(row, reason, replies)
         except psycopg.Error as exc:
-            # The message stays in its queue and comes back after its visibility timeout.
-            log.error("dead_letter_failed", queue=self.queue, error=describe_error(exc))
+            if not replies:
+                # The message stays in its queue and comes back after its visibility timeout.
+                log.error("dead_letter_failed", queue=self.queue, error=describe_error(exc))
+                return
+            # A reply that cannot be sent must not keep the message from its dead letter.
+            log.warning("dead_letter_replies_dropped", queue=self.queue, error=describe_error(exc))
+            try:
+                await self._move_to_dead_letters(row, reason, ())
+            except psycopg.Error as again:
+                log.error("dead_letter_failed", queue=self.queue, error=describe_error(again))
+
+    async def _move_to_dead_letters(self, row: Row, reason: str, replies: Sequence[Reply]) -> None:
+        async with self._pool.connection() as conn:
+            await dead_letter(
+                conn,
+                queue=self.queue,
+                dead_letter_queue=self.dead_letter_queue,
+                msg_id=row.msg_id,
+                read_ct=row.read_ct,
+                enqueued_at=row.enqueued_at,
+                reason=reason,
+                replies=replies,
+            )
 
     # -- visibility ----------------------------------------------------------------------
 
@@ -303,16 +357,6 @@ def _start(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
 
 
 _EAGER = sys.version_info >= (3, 12)
-_INVALID = "invalid message: "
-
-
-def _validation_summary(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "message"
-        parts.append(f"{where}: {error['msg']}")
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
 def _options_log(options: ConsumerOptions) -> dict[str, Any]:

@@ -81,6 +81,8 @@ class ConsumerOptions:
     retry_base_s: float = 1.0
     retry_max_s: float = 300.0
     shutdown_grace_s: float = 10.0
+    # A longer message (its JSON text) is dead-lettered unread (SHARED_QUEUE_MAX_MESSAGE_BYTES).
+    max_message_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(slots=True)

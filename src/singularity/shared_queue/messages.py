@@ -81,12 +81,22 @@ def _storable(value: datetime) -> datetime:
 Deadline = Annotated[datetime, AfterValidator(_storable)]
 
 
+def _known_version(value: int) -> int:
+    # A version this reader does not know may mean what it cannot tell: the message waits
+    # in the dead-letter queue (with the reason) until a reader that knows it redrives it.
+    if value < 1:
+        raise ValueError("must be at least 1")
+    if value > SCHEMA_VERSION:
+        raise ValueError(f"version {value} is newer than this reader knows ({SCHEMA_VERSION})")
+    return value
+
+
 class BusMessage(BaseModel):
     """Fields every message may carry."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Annotated[int, AfterValidator(_known_version)] = SCHEMA_VERSION
 
     @model_validator(mode="after")
     def _finite_numbers(self) -> BusMessage:

@@ -8,17 +8,51 @@
 -- whole archive. The read commits without waiting for its WAL flush (synchronous_commit off
 -- for this statement's own transaction): were it lost in a crash, the message would only
 -- become visible again sooner. Archives and sends stay durable.
-SELECT r.msg_id, r.read_ct, r.enqueued_at, r.message::text AS body,
+-- A body longer than max_bytes (as JSON text) is not sent to the client at all (body and
+-- key are NULL, `size` says how long it is): the consumer dead-letters it unread. The text
+-- is made once per message (OFFSET 0 keeps the planner from inlining it twice).
+SELECT r.msg_id, r.read_ct, r.enqueued_at,
+       CASE WHEN t.fits THEN t.body END AS body, t.bytes AS size,
        k.key,
        s.seen IS NOT NULL AS seen
 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed,
      pgmq.read(%(queue)s, %(vt)s, %(qty)s) r
-CROSS JOIN LATERAL (SELECT COALESCE(r.message->>'request_id', r.message->>'id') AS key) k
+CROSS JOIN LATERAL (
+    SELECT b.body, octet_length(b.body) AS bytes, octet_length(b.body) <= %(max_bytes)s AS fits
+    FROM (SELECT r.message::text AS body OFFSET 0) b
+) t
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN t.fits THEN COALESCE(r.message->>'request_id', r.message->>'id') END AS key
+) k
 LEFT JOIN LATERAL (
     SELECT true AS seen FROM pgmq.{archive} a
     WHERE COALESCE(a.message->>'request_id', a.message->>'id') = k.key
     LIMIT 1
 ) s ON true
+
+-- name: read_bare --
+-- Take the next visible message without its body, for one that the server cannot even turn
+-- into text (its text would pass PostgreSQL's 1 GB limit: jsonb escapes a control character
+-- in six bytes): it is dead-lettered by msg_id, never read.
+SELECT r.msg_id, r.read_ct, r.enqueued_at
+FROM pgmq.read(%(queue)s, %(vt)s, 1) r
+
+-- name: message_bytes --
+-- Whether the server can turn one message into text (an error when it cannot).
+SELECT octet_length(message::text) FROM pgmq.{queue_table} WHERE msg_id = %(msg_id)s
+
+-- name: message_head --
+-- The fields of a message too large to read that an answer to its asker needs (request_id,
+-- id, reply_to), each only when it is a short string or a number; NULL when none is.
+SELECT jsonb_object_agg(f.name, f.value)::text
+FROM pgmq.{queue_table} q
+CROSS JOIN LATERAL (
+    VALUES ('request_id', q.message->'request_id'), ('id', q.message->'id'),
+           ('reply_to', q.message->'reply_to')
+) AS f(name, value)
+WHERE q.msg_id = %(msg_id)s
+  AND jsonb_typeof(f.value) IN ('string', 'number')
+  AND octet_length(f.value::text) <= %(max_field_bytes)s
 
 -- name: archive --
 -- Move handled messages to the archive; returns the ids this transaction really moved.
@@ -67,6 +101,27 @@ FROM pgmq.set_vt(%(queue)s, %(ids)s::bigint[], clock_timestamp() + make_interval
 -- name: delete --
 SELECT deleted FROM pgmq.delete(%(queue)s, %(ids)s::bigint[]) AS deleted
 
+-- name: dead_letter --
+-- Move one message to its dead-letter queue: `letter` (the envelope: queue, reason, ...)
+-- gets the original straight from the queue table, so that a body too large or too deeply
+-- nested for the consumer to read is still kept whole, never parsed by it. No row when the
+-- message is no longer in its queue.
+WITH gone AS (
+    DELETE FROM pgmq.{queue_table} WHERE msg_id = %(msg_id)s RETURNING message
+)
+SELECT pgmq.send(
+    %(dead_letter_queue)s, %(letter)s::jsonb || jsonb_build_object('original', gone.message), 0
+)
+FROM gone
+
+-- name: dead_letter_unkept --
+-- The same, for the rare message PostgreSQL cannot wrap in an envelope (nested to its stack
+-- limit, or near jsonb's 255 MB): the letter says why, without the original.
+WITH gone AS (
+    DELETE FROM pgmq.{queue_table} WHERE msg_id = %(msg_id)s RETURNING msg_id
+)
+SELECT pgmq.send(%(dead_letter_queue)s, %(letter)s::jsonb, 0) FROM gone
+
 -- name: peek --
 -- Look at messages without taking them.
 SELECT msg_id, read_ct, enqueued_at, vt, message::text AS body
@@ -74,13 +129,54 @@ FROM pgmq.{queue_table}
 ORDER BY msg_id
 LIMIT %(n)s
 
+-- name: peek_letters --
+-- Dead letters for people to read, without taking them: the envelope without its original,
+-- and the original's text only when it is small (fifty letters of 100 MB each would bring
+-- 5 GB to the client). Sizes are of the binary jsonb, which `->` and `-` build afresh (a
+-- stored value may be compressed): a value whose text could pass PostgreSQL's 1 GB limit
+-- is never turned into text. A message that is not an envelope has envelope NULL.
+SELECT d.msg_id,
+       CASE WHEN e.bytes <= %(max_bytes)s THEN e.value::text END AS envelope,
+       CASE WHEN o.bytes <= %(max_bytes)s THEN o.value::text END AS original,
+       coalesce(o.bytes, e.bytes) AS bytes
+FROM pgmq.{queue_table} d
+CROSS JOIN LATERAL (
+    SELECT v.value, pg_column_size(v.value) AS bytes
+    FROM (
+        SELECT CASE WHEN jsonb_typeof(d.message) = 'object' THEN d.message - 'original'
+                    ELSE jsonb_build_array(d.message)->0 END AS value
+        OFFSET 0
+    ) v
+) e
+CROSS JOIN LATERAL (
+    SELECT v.value, pg_column_size(v.value) AS bytes
+    FROM (SELECT d.message->'original' AS value OFFSET 0) v
+) o
+ORDER BY d.msg_id
+LIMIT %(n)s
+
 -- name: take_all --
--- Lock every message of a queue (for a redrive); skips those a consumer holds.
-SELECT msg_id, message::text AS body
+-- Lock a batch of dead letters (for a redrive); skips those a consumer holds. `original`
+-- says whether the letter holds one to send back (the body itself stays in the server).
+SELECT msg_id, coalesce(jsonb_typeof(message->'original'), 'null') <> 'null' AS original
 FROM pgmq.{queue_table}
 ORDER BY msg_id
 LIMIT %(n)s
 FOR UPDATE SKIP LOCKED
+
+-- name: resend_originals --
+-- Send the originals of these dead letters back to their queue, in order, as new messages;
+-- in the server, so that an original too big or deep for a client is redriven all the same.
+SELECT msg_id
+FROM pgmq.send_batch(
+    %(queue)s,
+    ARRAY(
+        SELECT d.message->'original' FROM pgmq.{queue_table} d
+        WHERE d.msg_id = ANY(%(ids)s::bigint[])
+        ORDER BY d.msg_id
+    ),
+    0
+) AS msg_id
 
 -- name: list_queues --
 SELECT queue_name, created_at FROM pgmq.meta ORDER BY queue_name

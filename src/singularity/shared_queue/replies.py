@@ -2,7 +2,9 @@
 
 A reply to a queue that does not exist, or that this role may not send to, would fail the
 transaction that archives a whole batch; such a request is refused (dead-lettered with the
-reason) before its handler spends anything on it.
+reason) before its handler spends anything on it. So is a `reply_to` naming a dead-letter queue
+or a queue of requests: a consumer may send to its own dead-letter queue, and may publish
+requests elsewhere, but an answer there would forge a dead letter or a request.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from singularity.shared_queue.catalog import DLQ_SUFFIX, queue_spec
 from singularity.shared_queue.delivery import PermanentFailure, Reply
-from singularity.shared_queue.messages import validate_queue_name
+from singularity.shared_queue.messages import Request, validate_queue_name
 from singularity.shared_queue.sql import QUERIES
 
 __all__ = ["ReplyTargets"]
@@ -42,6 +45,9 @@ class ReplyTargets:
             validate_queue_name(queue)
         except ValueError as exc:
             return self._refuse(queue, f"reply_to: {exc}")
+        misuse = _not_for_replies(queue)
+        if misuse is not None:
+            return self._refuse(queue, misuse)
         async with self._pool.connection() as conn:
             row = await (await conn.execute(QUERIES["can_send"], {"queue": queue})).fetchone()
         allowed = row[0] if row else None
@@ -77,3 +83,13 @@ class ReplyTargets:
     def _refuse(self, queue: str, reason: str) -> str:
         self._refused[queue] = (time.monotonic(), reason)
         return reason
+
+
+def _not_for_replies(queue: str) -> str | None:
+    """Why `queue` can never take an answer, whatever this role may send to."""
+    if queue.endswith(DLQ_SUFFIX):
+        return f"reply_to queue {queue!r} is a dead-letter queue"
+    spec = queue_spec(queue)
+    if spec is not None and issubclass(spec.message, Request):
+        return f"reply_to queue {queue!r} is a queue of requests, not of answers"
+    return None
