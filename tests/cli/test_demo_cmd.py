@@ -4,9 +4,11 @@ approval decided in a real browser."""
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import re
 import socket
+import stat
 import sys
 
 from playwright.async_api import expect
@@ -14,7 +16,9 @@ from playwright.async_api import expect
 from browser_support import launch_browser, needs_browser
 from genesis_support import require_bwrap
 from helpers import singularity
+from singularity.cli.demo_cmd import open_privately
 from singularity.config import Settings
+from singularity.nexus.token import ui_token
 from singularity.postgres.cluster import Cluster
 from singularity.testing.openai_server import MockOpenAI, Reply
 
@@ -108,3 +112,15 @@ def test_demo_names_the_flows_it_knows() -> None:
     assert result.stderr.strip() == (
         "error: --only takes llm, approval, code (comma-separated); got 'llm,deploy'"
     )
+
+
+def test_the_demo_opens_the_page_without_the_token_on_a_command_line(
+    settings: Settings,
+) -> None:
+    """Every local user can read a browser's command line: it gets a private file instead."""
+    page = f"http://127.0.0.1:3000/approvals?token={ui_token(settings)}"
+    opened: list[str] = []
+    path = open_privately(settings, page, opener=opened.append)
+    assert opened == [path.as_uri()] and ui_token(settings) not in opened[0]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert html.unescape(path.read_text()).count(page) == 1

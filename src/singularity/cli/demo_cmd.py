@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import os
 import time
 import webbrowser
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -34,6 +36,7 @@ from singularity.nexus.token import ui_token
 from singularity.orchestrator.client import LlmFailed, PlatformClient
 from singularity.orchestrator.platform import connect
 from singularity.postgres.cluster import Cluster
+from singularity.private import open_private, private_dir
 from singularity.service_context import ServiceContext, run_services
 from singularity.services import resolve_services
 
@@ -263,7 +266,7 @@ async def _approval(
     say.address(page)
     say.detail("[dim](or in a terminal: `singularity hitl list`, `singularity hitl approve ID`)[/]")
     if open_browser:
-        webbrowser.open(page)
+        open_privately(settings, page)
     try:
         response = await client.approval(
             file_path="demo/greeting.py",
@@ -311,3 +314,19 @@ async def _code(
         say.detail(f"[red]{escape(result.error.rstrip())}[/]")
     ok = result.exit_code == 0
     return Outcome("code", ok, f"{ran}, {timing}" if ok else f"failed: {ran}")
+
+
+def open_privately(
+    settings: Settings, page: str, opener: Callable[[str], object] = webbrowser.open
+) -> Path:
+    """Open `page` in a browser without its token on the browser's command line.
+
+    Every local user can read a process's command line, so the browser is given a private
+    file (0600, in Nexus's private directory) that sends it on to the page.
+    """
+    path = private_dir(settings.nexus_dir) / "open-ui.html"
+    target = html.escape(page, quote=True)
+    with os.fdopen(open_private(path), "w", encoding="utf-8") as out:
+        out.write(f'<!doctype html><meta http-equiv="refresh" content="0; url={target}">\n')
+    opener(path.as_uri())
+    return path
