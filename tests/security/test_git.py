@@ -14,20 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from genesis_support import make_repo, require_bwrap
+from genesis_support import GOOD_DIFF, make_repo, require_bwrap
 from singularity.genesis.experiment import apply_to_repository, rollback, run_experiment
 from singularity.genesis.limits import DEFAULT_LIMITS
 from singularity.genesis.sandbox import Sandbox
 from singularity.orchestrator.repository import apply_change, check_diff, is_git_repository
 
-DIFF = """\
---- a/calc.py
-+++ b/calc.py
-@@ -1,2 +1,3 @@
- def add(a, b):
-+    # integers and floats alike
-     return a + b
-"""
+DIFF = GOOD_DIFF
 HOOKS = (
     "pre-commit",
     "post-commit",
