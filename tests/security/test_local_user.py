@@ -158,9 +158,10 @@ def test_finding_6_private_files_are_readable_by_their_owner_only(
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    backup = next((settings.backup_dir / "hourly").glob("backup_*"))
+    backup = max((settings.backup_dir / "hourly").glob("backup_*"))  # this command's
     dumps = sorted(backup.glob("*.sql"))
-    assert len(dumps) == 5
+    platform = {"centralcloud", "genesis", "nexus", "shared_queue", "singularity"}
+    assert platform <= {dump.stem for dump in dumps}  # other tests' instances may be there too
     secrets = RolePasswords(settings).path
     files = [token_file(settings), secrets, *dumps, backup / "manifest.json"]
     directories = [
