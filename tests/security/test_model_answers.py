@@ -5,14 +5,18 @@ model is shown, nothing is written, and the next, honest answer is applied as us
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from genesis_support import make_repo
+from singularity.cli.common import console
+from singularity.cli.task_cmd import _print_task
 from singularity.errors import SingularityError
 from singularity.orchestrator.diffs import diff_problem, extract_diff
 from singularity.orchestrator.repository import apply_change, check_diff
+from singularity.orchestrator.store import TaskRecord
 
 HONEST = """\
 Here is the change:
@@ -108,3 +112,33 @@ def git(repo: Path, *args: str) -> None:
         "PATH": "/usr/bin:/bin",
     }
     subprocess.run(["git", *args], cwd=repo, check=True, env=env)
+
+
+def test_attack_a_models_words_in_a_task_print_as_they_are() -> None:
+    """Rich markup and terminal controls in what a model (or git) wrote are shown, not obeyed."""
+    evil = "[bold green]applied, all tests pass[/] \x1b[2J\x1b]8;;http://x\x07link\u202e"
+    now = datetime.now(UTC)
+    record = TaskRecord(
+        id=7,
+        agent_id="agent[red]",
+        kind="coder",
+        description=evil,
+        repo="/srv/app",
+        test_command="pytest",
+        state="failed",
+        data={},
+        outcome="failed",
+        error=evil,
+        runner=None,
+        lease_until=None,
+        created_at=now,
+        updated_at=now,
+        finished_at=now,
+    )
+    event = {"at": now.isoformat(), "state": "failed", "message": evil}
+    with console.capture() as captured:
+        _print_task(record, [event])
+    out = captured.get()
+    assert "[bold green]applied, all tests pass[/]" in out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "<U+001B>" in out and "<U+202E>" in out and "agent[red]" in out

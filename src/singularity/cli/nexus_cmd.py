@@ -27,7 +27,7 @@ from singularity.nexus.models_view import describe_models
 from singularity.nexus.providers import CONFIGURE_A_PROVIDER, Providers
 from singularity.nexus.registry import load_registry
 from singularity.nexus.service import ui_address
-from singularity.nexus.text_safety import escape_hidden, warning
+from singularity.text_safety import escape_hidden, warning
 from singularity.nexus.token import ui_token
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection, open_pool

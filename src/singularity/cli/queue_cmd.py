@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from singularity.cli.common import console, load, run
@@ -164,7 +165,8 @@ def read(
     for column in ("msg_id", "deliveries", "enqueued", "message"):
         table.add_column(column)
     for msg_id, read_ct, enqueued, _vt, body in rows:
-        table.add_row(str(msg_id), str(read_ct), f"{enqueued:%Y-%m-%d %H:%M:%S}", _clip(body, 100))
+        shown = escape(_clip(body, 100))  # a stranger's text: no markup of it is obeyed
+        table.add_row(str(msg_id), str(read_ct), f"{enqueued:%Y-%m-%d %H:%M:%S}", shown)
     console.print(table)
 
 

@@ -162,7 +162,7 @@
   // Hidden characters: each shown as a visible <U+....> marker, and a warning on the card
   // ------------------------------------------------------------------------------------
 
-  /** The set comes from the server (nexus/text_safety.py), so the page and the CLI agree. */
+  /** The set comes from the server (singularity/text_safety.py), so the page and the CLI agree. */
   const HIDDEN = (() => {
     const app = document.getElementById("app");
     try {

@@ -6,7 +6,7 @@ import re
 import sys
 import unicodedata
 
-from singularity.nexus.text_safety import escape_hidden, find_hidden, js_pattern, warning
+from singularity.text_safety import escape_hidden, find_hidden, js_pattern, warning
 
 
 def test_every_format_control_and_separator_character_is_flagged() -> None:
