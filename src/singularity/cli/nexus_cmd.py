@@ -27,7 +27,6 @@ from singularity.nexus.models_view import describe_models
 from singularity.nexus.providers import CONFIGURE_A_PROVIDER, Providers
 from singularity.nexus.registry import load_registry
 from singularity.nexus.service import ui_address
-from singularity.text_safety import escape_hidden, warning
 from singularity.nexus.token import ui_token
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection, open_pool
@@ -35,6 +34,7 @@ from singularity.postgres.topology import Database, Role
 from singularity.shared_queue import LlmRequest, Publisher, ReplyTargets, ensure_queue
 from singularity.shared_queue.install import grant_publish
 from singularity.shared_queue.publisher import send_message
+from singularity.text_safety import escape_hidden, warning
 
 app = typer.Typer(help="The LLM router and the web UI.", no_args_is_help=True)
 hitl_app = typer.Typer(

@@ -31,9 +31,9 @@ from singularity.nexus.hitl import AlreadyDecided, Hitl, Kind
 from singularity.nexus.hitl_events import HitlEvents
 from singularity.nexus.render import iso
 from singularity.nexus.sql import QUERIES
-from singularity.text_safety import js_pattern
 from singularity.nexus.web.auth import COOKIE, Access
 from singularity.nexus.web.guard import Guard
+from singularity.text_safety import js_pattern
 
 __all__ = ["WebContext", "create_app"]
 
