@@ -317,7 +317,9 @@ class Child:
         than kill bubblewrap first, which would orphan a PID 1 about to be born, and a host
         whose init does not reap would keep it as a zombie for good.
         """
-        deadline = time.monotonic() + GRACE_S
+        # As long as the staging prefix (unshare, mounts, setpriv) runs before bubblewrap: on
+        # a busy host that alone can take longer than the reaper's grace.
+        deadline = time.monotonic() + KILL_WAIT_S
         while self._init_pidfd is None and time.monotonic() < deadline:
             for pid in _children(self.pid):
                 self._learn_init(pid)
