@@ -19,7 +19,7 @@ from genesis_support import GOOD_DIFF, TEST_COMMAND, RunningGenesis, make_repo, 
 from helpers import answer_queue
 from nexus_support import wait_for_message
 from singularity.config import Settings, load_settings
-from singularity.genesis.experiment import run_experiment
+from singularity.genesis.experiment import ExperimentOutcome, run_experiment
 from singularity.genesis.limits import DEFAULT_LIMITS
 from singularity.genesis.repositories import RepositoryPolicy, RepositoryRefused
 from singularity.genesis.sandbox import Sandbox
@@ -87,6 +87,21 @@ async def ask(
     )
     await Publisher(pool).send("experiment_requests", request)
     return await wait_for_message(pool, replies, seconds=60, request_id=request.id)
+
+
+async def experiment(
+    repo: Path, command: str, workspaces: Path, policy: RepositoryPolicy | None = None
+) -> ExperimentOutcome:
+    """GOOD_DIFF tried on `repo` in the real sandbox; `policy` as a bus worker holds it."""
+    return await run_experiment(
+        repo,
+        GOOD_DIFF,
+        command,
+        sandbox=Sandbox(),
+        limits=DEFAULT_LIMITS,
+        workspace_root=workspaces,
+        policy=policy,
+    )
 
 
 async def test_finding_2_a_publisher_reads_nothing_outside_the_roots_or_private(
@@ -180,14 +195,7 @@ async def test_finding_4_a_directory_swapped_for_a_link_during_the_copy_is_never
         for _ in range(12):
             try:
                 outcomes.append(
-                    await run_experiment(
-                        repo,
-                        GOOD_DIFF,
-                        "cat bulk/secret.txt; " + DUMP,
-                        sandbox=Sandbox(),
-                        limits=DEFAULT_LIMITS,
-                        workspace_root=tmp_path / "workspaces",
-                    )
+                    await experiment(repo, "cat bulk/secret.txt; " + DUMP, tmp_path / "workspaces")
                 )
             except CopyRefused as refused:  # the copy saw the tree change under it
                 assert "changed while" in str(refused)
@@ -199,14 +207,7 @@ async def test_finding_4_a_directory_swapped_for_a_link_during_the_copy_is_never
     # The host keeps working: the same repository, left alone, is tested as usual.
     if not bulk.is_dir():
         (repo / "bulk-real").rename(bulk)
-    outcome = await run_experiment(
-        repo,
-        GOOD_DIFF,
-        TEST_COMMAND,
-        sandbox=Sandbox(),
-        limits=DEFAULT_LIMITS,
-        workspace_root=tmp_path / "workspaces",
-    )
+    outcome = await experiment(repo, TEST_COMMAND, tmp_path / "workspaces")
     assert outcome.status.value == "completed"
 
 
@@ -222,14 +223,7 @@ async def test_attack_a_tree_nested_deeper_than_the_copy_allows_is_refused_at_on
             deep = deep / "d"
             os.mkdir(deep)
         with pytest.raises(CopyRefused, match="nested deeper than"):
-            await run_experiment(
-                repo,
-                GOOD_DIFF,
-                TEST_COMMAND,
-                sandbox=Sandbox(),
-                limits=DEFAULT_LIMITS,
-                workspace_root=tmp_path / "workspaces",
-            )
+            await experiment(repo, TEST_COMMAND, tmp_path / "workspaces")
         assert list((tmp_path / "workspaces").iterdir()) == []
     finally:
         remove_workspace(repo)  # pytest's own clean-up recurses, and would not get through
@@ -244,15 +238,8 @@ async def test_attack_hard_link_to_a_private_file_is_not_read(
     app = make_repo_under(roots)
     os.link(secret, app / "linked.txt")
     with pytest.raises(CopyRefused, match="not readable"):
-        await run_experiment(
-            app,
-            GOOD_DIFF,
-            DUMP,
-            sandbox=Sandbox(),
-            limits=DEFAULT_LIMITS,
-            workspace_root=tmp_path / "workspaces",
-            policy=RepositoryPolicy.from_settings(worker_settings),
-        )
+        policy = RepositoryPolicy.from_settings(worker_settings)
+        await experiment(app, DUMP, tmp_path / "workspaces", policy)
 
 
 async def test_attack_copies_drop_set_id_bits_and_keep_links_as_links(
@@ -264,15 +251,8 @@ async def test_attack_copies_drop_set_id_bits_and_keep_links_as_links(
     (app / "suid").chmod(0o4755)
     (app / "shadow").symlink_to("/etc/shadow")
     command = "ls -l suid; cat shadow; echo end"
-    outcome = await run_experiment(
-        app,
-        GOOD_DIFF,
-        command,
-        sandbox=Sandbox(),
-        limits=DEFAULT_LIMITS,
-        workspace_root=tmp_path / "workspaces",
-        policy=RepositoryPolicy.from_settings(worker_settings),
-    )
+    policy = RepositoryPolicy.from_settings(worker_settings)
+    outcome = await experiment(app, command, tmp_path / "workspaces", policy)
     assert outcome.baseline is not None
     out = outcome.baseline.stdout_tail + outcome.baseline.stderr_tail
     assert "-rwxr-xr-x" in out and "rws" not in out
