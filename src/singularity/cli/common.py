@@ -9,9 +9,11 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 
 from singularity.config import Settings, load_settings
 from singularity.logs import configure_logging
+from singularity.text_safety import escape_hidden
 
 __all__ = ["console", "err_console", "load", "run"]
 
@@ -37,3 +39,10 @@ def load(*, service: bool = False) -> Settings:
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
+
+
+def shown(text: str) -> str:
+    """A stranger's text (a model's, an agent's, a repository's, git's) for the terminal: no
+    Rich markup of it obeyed, and every character that hides or reorders text, or that the
+    terminal would obey (escape sequences), shown as <U+....>."""
+    return escape(escape_hidden(text))

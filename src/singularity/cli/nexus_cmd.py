@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
-from singularity.cli.common import console, err_console, load, run
+from singularity.cli.common import console, err_console, load, run, shown
 from singularity.config import Settings
 from singularity.database import embedded_server, open_cluster
 from singularity.errors import SingularityError, UsageError
@@ -250,9 +250,9 @@ def hitl_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
             table.add_row(
                 item["id"],
                 kind,
-                _shown(item["agent_id"]),
+                shown(item["agent_id"]),
                 _age(item["created_at"]),
-                _shown(about[:80]),
+                shown(about[:80]),
             )
             if _warning(kind, item):
                 flagged.append(item["id"])
@@ -281,16 +281,16 @@ def hitl_show(ident: str = typer.Argument(..., metavar="ID")) -> None:
     if found:
         _warn(found)
     console.print(
-        f"[bold]{item['kind']}[/] {item['id']} · agent {_shown(item['agent_id'])} · "
+        f"[bold]{item['kind']}[/] {item['id']} · agent {shown(item['agent_id'])} · "
         f"{item['status']} · {_age(item['created_at'])} old"
     )
     if item["kind"] == "approval":
-        console.print(f"[bold]file[/] {_shown(item['file_path'])}")
+        console.print(f"[bold]file[/] {shown(item['file_path'])}")
         if item["description"]:
-            console.print(_shown(item["description"]))
+            console.print(shown(item["description"]))
         console.print(Syntax(escape_hidden(item["diff"]), "diff", word_wrap=True))
     else:
-        console.print(_shown(item["question"]))
+        console.print(shown(item["question"]))
         if item["context_text"]:
             console.print(Syntax(escape_hidden(item["context_text"]), "json", word_wrap=True))
 
@@ -303,7 +303,7 @@ def hitl_approve(
 ) -> None:
     """Approve a change: its agent receives approved=true."""
     item = _decide(lambda hitl: hitl.approve(ident, user=_reviewer(user), reason=reason))
-    console.print(f"approved {item['id']} ({_shown(item['file_path'])})")
+    console.print(f"approved {item['id']} ({shown(item['file_path'])})")
 
 
 @hitl_app.command("reject")
@@ -314,7 +314,7 @@ def hitl_reject(
 ) -> None:
     """Reject a change with a reason: its agent receives approved=false and the reason."""
     item = _decide(lambda hitl: hitl.reject(ident, user=_reviewer(user), reason=reason))
-    console.print(f"rejected {item['id']} ({_shown(item['file_path'])})")
+    console.print(f"rejected {item['id']} ({shown(item['file_path'])})")
 
 
 @hitl_app.command("answer")
@@ -326,12 +326,6 @@ def hitl_answer(
     """Answer a question."""
     item = _decide(lambda hitl: hitl.answer(ident, user=_reviewer(user), response=text))
     console.print(f"answered {item['id']}")
-
-
-def _shown(text: str) -> str:
-    """Agent text for the terminal: no markup, and no character that hides or reorders text
-    or that the terminal would obey (escape sequences): each is shown as <U+....>."""
-    return escape(escape_hidden(text))
 
 
 def _warning(kind: str, item: dict[str, Any]) -> str | None:

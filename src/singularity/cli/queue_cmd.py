@@ -8,10 +8,9 @@ from typing import Any
 import psycopg
 import typer
 from pydantic import ValidationError
-from rich.markup import escape
 from rich.table import Table
 
-from singularity.cli.common import console, load, run
+from singularity.cli.common import console, load, run, shown
 from singularity.database import open_cluster
 from singularity.errors import NotFound, UsageError
 from singularity.postgres.connect import async_connection
@@ -165,8 +164,8 @@ def read(
     for column in ("msg_id", "deliveries", "enqueued", "message"):
         table.add_column(column)
     for msg_id, read_ct, enqueued, _vt, body in rows:
-        shown = escape(_clip(body, 100))  # a stranger's text: no markup of it is obeyed
-        table.add_row(str(msg_id), str(read_ct), f"{enqueued:%Y-%m-%d %H:%M:%S}", shown)
+        row = (str(msg_id), str(read_ct), f"{enqueued:%Y-%m-%d %H:%M:%S}")
+        table.add_row(*row, shown(_clip(body, 100)))  # a stranger's text, as it is
     console.print(table)
 
 

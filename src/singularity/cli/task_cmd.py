@@ -9,17 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from singularity.cli.common import console, err_console, load
+from singularity.cli.common import console, err_console, load, shown
 from singularity.config import Settings
 from singularity.database import open_cluster
 from singularity.errors import UsageError
 from singularity.orchestrator.agents import AGENT_KINDS, load_agents
 from singularity.orchestrator.platform import connect, open_store
 from singularity.orchestrator.store import TaskRecord
-from singularity.text_safety import escape_hidden
 
 __all__ = ["agents", "task", "tasks"]
 
@@ -84,13 +82,13 @@ async def _task(
         else:
             task_id = resume
         record = await connected.store.task(task_id)
-        console.print(f"task [bold]{task_id}[/] ({record.kind}) on {_shown(record.repo)}")
+        console.print(f"task [bold]{task_id}[/] ({record.kind}) on {shown(record.repo)}")
         with err_console.status("gathering context") as status:
             current = {"state": record.state, "since": time.monotonic()}
 
             def progress(state: str, message: str) -> None:
                 if state not in ("failed", "rejected"):  # the outcome line says those
-                    console.print(f"  [green]✓[/] {_shown(message)}")
+                    console.print(f"  [green]✓[/] {shown(message)}")
                 current.update(state=state, since=time.monotonic())
 
             ticking = asyncio.create_task(_tick(status, current))
@@ -125,13 +123,13 @@ def _print_outcome(record: TaskRecord) -> None:
     if record.outcome == "applied":
         applied = record.data.get("applied", {})
         branch = applied.get("branch")
-        where = f"on branch [bold]{_shown(branch)}[/]" if branch else "in place"
+        where = f"on branch [bold]{shown(branch)}[/]" if branch else "in place"
         console.print(
-            f"[green]applied[/] {where}: {_shown(', '.join(applied.get('files', [])))}; "
+            f"[green]applied[/] {where}: {shown(', '.join(applied.get('files', [])))}; "
             f"{tokens} tokens, " + (f"${spent:.4f}" if spent is not None else "cost unknown")
         )
     else:
-        console.print(f"[red]{record.outcome or record.state}[/]: {_shown(record.error or '')}")
+        console.print(f"[red]{record.outcome or record.state}[/]: {shown(record.error or '')}")
 
 
 def tasks(
@@ -161,12 +159,12 @@ def tasks(
         cost = "-" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}"
         table.add_row(
             str(row["id"]),
-            _shown(row["agent_id"]),
+            shown(row["agent_id"]),
             row["state"],
             row["outcome"] or "-",
             str(row["tokens"]),
             cost,
-            _shown(row["description"][:60]),
+            shown(row["description"][:60]),
         )
     console.print(table)
 
@@ -185,21 +183,16 @@ async def _list(cluster: Any, limit: int) -> list[dict[str, Any]]:
 
 def _print_task(record: TaskRecord, events: list[dict[str, Any]]) -> None:
     console.print(
-        f"task [bold]{record.id}[/] by {_shown(record.agent_id)}: {record.state}"
+        f"task [bold]{record.id}[/] by {shown(record.agent_id)}: {record.state}"
         + (f" ({record.outcome})" if record.outcome else "")
     )
-    console.print(f"  {_shown(record.description)}")
-    console.print(f"  repo {_shown(record.repo)}, tests `{_shown(record.test_command)}`")
+    console.print(f"  {shown(record.description)}")
+    console.print(f"  repo {shown(record.repo)}, tests `{shown(record.test_command)}`")
     for event in events:
-        shown = _shown(event["message"])
-        console.print(f"  {event['at'][11:19]} [dim]{event['state']:<10}[/] {shown}")
+        message = shown(event["message"])
+        console.print(f"  {event['at'][11:19]} [dim]{event['state']:<10}[/] {message}")
     if record.error and (not events or events[-1]["message"] != record.error):
-        console.print(f"  [red]{_shown(record.error)}[/]")
-
-
-def _shown(text: str) -> str:
-    """Text a model, a repository or git wrote, as it is: no markup, hidden characters marked."""
-    return escape(escape_hidden(text))
+        console.print(f"  [red]{shown(record.error)}[/]")
 
 
 def agents(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:

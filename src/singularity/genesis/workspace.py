@@ -22,8 +22,11 @@ from singularity.errors import SingularityError, UsageError
 from singularity.genesis.sandbox.command import PYTHON
 from singularity.genesis.sandbox.identity import Identity
 
+# The sandbox hands over and measures no deeper tree; the copier recurses, well within Python's
+# default 1000 frames.
+from singularity.genesis.sandbox.tree import MAX_DEPTH
+
 __all__ = [
-    "MAX_DEPTH",
     "MAX_ENTRIES",
     "CopyRefused",
     "copy_tree",
@@ -32,7 +35,6 @@ __all__ = [
 ]
 
 MAX_ENTRIES = 200_000
-MAX_DEPTH = 128  # folders; the copier recurses, and Python's default limit is 1000 frames
 _COPY_TIMEOUT_S = 600.0
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 

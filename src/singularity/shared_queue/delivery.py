@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from singularity.config import Settings
 from singularity.shared_queue.messages import BusMessage
 
 __all__ = [
@@ -82,7 +83,7 @@ class ConsumerOptions:
     retry_max_s: float = 300.0
     shutdown_grace_s: float = 10.0
     # A longer message (its JSON text) is dead-lettered unread (SHARED_QUEUE_MAX_MESSAGE_BYTES).
-    max_message_bytes: int = 8 * 1024 * 1024
+    max_message_bytes: int = Settings.model_fields["shared_queue_max_message_bytes"].default
 
 
 @dataclass(slots=True)
