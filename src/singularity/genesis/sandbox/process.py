@@ -270,18 +270,21 @@ class Child:
         try:
             fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            fd = None
-        if fd is not None and os.fstat(fd).st_ino == _own_namespace():
+            # Ended already (a zombie has no namespaces): most often the staging's `mount`, seen
+            # before bubblewrap started. Taken for PID 1, its kill would miss the real one.
+            os.close(pidfd)
+            return
+        if os.fstat(fd).st_ino == _own_namespace():
             # A child of the launcher before it became bubblewrap (the staging's `mount`), not
             # the sandbox's init: its namespace is the host's, which no sweep may touch.
             os.close(fd)
             os.close(pidfd)
             return
         self._init_pidfd = pidfd
-        if fd is not None and not _is_child(pid, self.pid):
-            os.close(fd)  # it ended meanwhile: that may not have been ours
-        elif fd is not None:
+        if _is_child(pid, self.pid):
             self._namespace_fd = fd
+        else:
+            os.close(fd)  # it ended meanwhile: that may not have been ours
 
     async def _end(self, exited: asyncio.Future[None]) -> None:
         """Stop the run: the reaper first, then PID 1 of the sandbox, then bubblewrap."""
