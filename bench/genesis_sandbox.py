@@ -31,7 +31,7 @@ from rich.table import Table
 
 from _common import console, emit_json, machine, progress_console
 from _nexus import add_platform_arguments, open_platform, process_env, spread
-from singularity.genesis.execution import JobSpec, execute
+from singularity.genesis.jobs.execution import JobSpec, execute
 from singularity.genesis.limits import DEFAULT_LIMITS
 from singularity.genesis.sandbox import Sandbox
 from singularity.logs import configure_logging

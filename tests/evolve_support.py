@@ -13,7 +13,12 @@ from singularity.config import Settings
 from singularity.genesis.evolution import AsyncProgramDatabase, EvolutionConfig, ProgramDatabase
 from singularity.genesis.evolution.asker import LlmAsker
 from singularity.genesis.evolution.engine import open_engine
-from singularity.genesis.evolution.loop import EvolutionRun, EvolveOptions, Outcome, prepare_run
+from singularity.genesis.evolution.loop import (
+    EvolutionOutcome,
+    EvolutionRun,
+    EvolveOptions,
+    prepare_run,
+)
 from singularity.genesis.evolution.problem import Problem, example_problem, load_problem
 from singularity.genesis.evolution.schema import create_schema
 from singularity.genesis.sandbox import Sandbox
@@ -53,7 +58,9 @@ class Loop:
     sandbox: Sandbox
     problem: Problem
 
-    async def run(self, options: EvolveOptions, seen: list[float] | None = None) -> Outcome:
+    async def run(
+        self, options: EvolveOptions, seen: list[float] | None = None
+    ) -> EvolutionOutcome:
         def progress(state: object) -> None:
             best = getattr(state, "best_score", None)
             if seen is not None and best is not None:

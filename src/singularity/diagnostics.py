@@ -180,7 +180,7 @@ async def sandbox_check(settings: Settings) -> Check:
 
 
 def _language_checks() -> list[Check]:
-    from singularity.genesis.languages import LANGUAGES
+    from singularity.genesis.jobs.languages import LANGUAGES
 
     checks = []
     for lang in LANGUAGES.values():

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from genesis_support import SLOTS, UIDS, sandbox_processes
-from singularity.genesis.execution import Execution, JobSpec, Status, execute
+from singularity.genesis.jobs.execution import Execution, JobSpec, Status, execute
 from singularity.genesis.limits import Limits
 from singularity.genesis.sandbox import Sandbox
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from genesis_support import GOOD_DIFF, make_repo, require_bwrap
-from singularity.genesis.experiment import apply_to_repository, rollback, run_experiment
+from singularity.genesis.experiments.trial import apply_to_repository, rollback, run_experiment
 from singularity.genesis.limits import DEFAULT_LIMITS
 from singularity.genesis.sandbox import Sandbox
 from singularity.orchestrator.repository import apply_change, check_diff, is_git_repository

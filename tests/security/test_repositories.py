@@ -19,11 +19,11 @@ from genesis_support import GOOD_DIFF, TEST_COMMAND, RunningGenesis, make_repo, 
 from helpers import answer_queue
 from nexus_support import wait_for_message
 from singularity.config import Settings, load_settings
-from singularity.genesis.experiment import ExperimentOutcome, run_experiment
+from singularity.genesis.experiments.trial import ExperimentOutcome, run_experiment
 from singularity.genesis.limits import DEFAULT_LIMITS
-from singularity.genesis.repositories import RepositoryPolicy, RepositoryRefused
 from singularity.genesis.sandbox import Sandbox
-from singularity.genesis.workspace import CopyRefused, remove_workspace
+from singularity.genesis.workspaces.repositories import RepositoryPolicy, RepositoryRefused
+from singularity.genesis.workspaces.workspace import CopyRefused, remove_workspace
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.topology import Role
 from singularity.shared_queue import ExperimentRequest, Publisher

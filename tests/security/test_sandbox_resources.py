@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from genesis_support import SLOTS, UIDS, sandbox_processes
-from singularity.genesis.execution import Execution, JobSpec, Status, classify, execute
+from singularity.genesis.jobs.execution import Execution, JobSpec, Status, classify, execute
 from singularity.genesis.limits import MIB, Limits, limits_from_request
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.sandbox.command import inode_budget

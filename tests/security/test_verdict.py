@@ -17,10 +17,10 @@ import pytest
 from genesis_support import MODULE, TEST_COMMAND, make_repo, require_bwrap
 from singularity.cli.common import console
 from singularity.cli.genesis_cmd import _print_outcome
-from singularity.genesis.experiment import ExperimentOutcome, run_experiment
-from singularity.genesis.experiment_handler import experiment_result
+from singularity.genesis.experiments.handler import experiment_result
+from singularity.genesis.experiments.recommendation import Recommendation
+from singularity.genesis.experiments.trial import ExperimentOutcome, run_experiment
 from singularity.genesis.limits import DEFAULT_LIMITS
-from singularity.genesis.recommendation import Recommendation
 from singularity.genesis.sandbox import Sandbox
 from singularity.orchestrator.task_steps import experiment_summary
 

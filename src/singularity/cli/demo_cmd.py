@@ -66,7 +66,7 @@ print(f"python {sys.version.split()[0]}, in the sandbox")
 
 
 @dataclass
-class Outcome:
+class FlowOutcome:
     flow: str
     ok: bool
     summary: str
@@ -145,7 +145,7 @@ def _chosen(only: str | None) -> list[str]:
 
 async def _demo(
     settings: Settings, cluster: Cluster, flows: list[str], wait_s: float, open_browser: bool
-) -> list[Outcome]:
+) -> list[FlowOutcome]:
     console.print("[bold]Singularity demo[/]: the three data flows, end to end")
     async with _platform(settings, cluster, flows) as started:
         if started:
@@ -207,7 +207,7 @@ async def _platform(
 
 async def _llm(
     client: PlatformClient, say: Narrator, number: int, wait_s: float, running_nexus: bool
-) -> Outcome:
+) -> FlowOutcome:
     say.flow(
         number,
         "An LLM request",
@@ -231,10 +231,10 @@ async def _llm(
         say.detail(f"[bold]To call a model[/], {escape(CONFIGURE_A_PROVIDER)}.")
         again = "restart the running Nexus (`singularity up`) so that it reads them, then run"
         say.detail(f"Then {again if running_nexus else 'run'} `singularity demo` again.")
-        return Outcome("llm", False, f"no model answered ({exc.code})")
+        return FlowOutcome("llm", False, f"no model answered ({exc.code})")
     except SingularityError as exc:
         say.step("agent", f"[red]no answer[/]: {escape(str(exc))}")
-        return Outcome("llm", False, "no answer in time")
+        return FlowOutcome("llm", False, "no answer in time")
     extra = result.model_extra or {}
     tier = extra.get("tier", "?")
     say.step("Nexus", f"routed task type 'chat' ({tier} tier) to model {result.model}")
@@ -243,7 +243,7 @@ async def _llm(
     cost = "cost unknown" if result.cost_usd is None else f"${result.cost_usd:.6f}"
     say.step("Nexus", f"answered on llm_results: {tokens}, {cost}")
     say.detail(f"[italic]{escape((result.result or '').strip())}[/]")
-    return Outcome("llm", True, f"{result.model}, {tokens}")
+    return FlowOutcome("llm", True, f"{result.model}, {tokens}")
 
 
 async def _approval(
@@ -253,7 +253,7 @@ async def _approval(
     number: int,
     wait_s: float,
     open_browser: bool,
-) -> Outcome:
+) -> FlowOutcome:
     say.flow(
         number,
         "A code approval",
@@ -277,17 +277,17 @@ async def _approval(
         )
     except SingularityError as exc:
         say.step("agent", f"[red]no decision[/]: {escape(str(exc))}")
-        return Outcome("approval", False, "no decision in time")
+        return FlowOutcome("approval", False, "no decision in time")
     verdict = "approved" if response.approved else "rejected"
     reason = f" ({response.reason})" if response.reason else ""
     say.step("human", f"{verdict} it{escape(reason)}; the answer came back on approval_responses")
     say.step("agent", "would now apply the change" if response.approved else "drops the change")
-    return Outcome("approval", True, f"{verdict} by a reviewer")
+    return FlowOutcome("approval", True, f"{verdict} by a reviewer")
 
 
 async def _code(
     client: PlatformClient, settings: Settings, say: Narrator, number: int, wait_s: float
-) -> Outcome:
+) -> FlowOutcome:
     say.flow(
         number,
         "A code execution",
@@ -298,14 +298,14 @@ async def _code(
     if check.verdict == "fail":
         say.step("Genesis", f"[red]cannot run code here[/]: {escape(check.detail)}")
         say.detail(f"fix: [cyan]{escape(check.fix)}[/], then run `singularity demo` again")
-        return Outcome("code", False, "no sandbox")
+        return FlowOutcome("code", False, "no sandbox")
     say.step("agent", "sends a Python program on job_requests:")
     say.detail(f"[dim]{escape(CODE.rstrip())}[/]")
     try:
         result = await client.run_code(CODE, "python", agent_id="demo", timeout_s=wait_s)
     except SingularityError as exc:
         say.step("agent", f"[red]no result[/]: {escape(str(exc))}")
-        return Outcome("code", False, "no result in time")
+        return FlowOutcome("code", False, "no result in time")
     ran = f"exit {result.exit_code}" if result.exit_code is not None else result.status or "?"
     timing = f"{result.wall_ms:.0f} ms wall" if result.wall_ms is not None else ""
     say.step("Genesis", f"ran it in the sandbox: {ran}, {timing}; result on job_results")
@@ -313,7 +313,7 @@ async def _code(
     if result.error:
         say.detail(f"[red]{escape(result.error.rstrip())}[/]")
     ok = result.exit_code == 0
-    return Outcome("code", ok, f"{ran}, {timing}" if ok else f"failed: {ran}")
+    return FlowOutcome("code", ok, f"{ran}, {timing}" if ok else f"failed: {ran}")
 
 
 def open_privately(

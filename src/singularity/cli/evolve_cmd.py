@@ -21,7 +21,7 @@ from singularity.postgres.cluster import Cluster
 
 if TYPE_CHECKING:
     from singularity.genesis.evolution.config import EvolutionConfig
-    from singularity.genesis.evolution.loop import EvolveOptions, Outcome, RunProgress
+    from singularity.genesis.evolution.loop import EvolutionOutcome, EvolveOptions, RunProgress
     from singularity.genesis.evolution.problem import Problem
 
 __all__ = ["evolve"]
@@ -94,7 +94,7 @@ async def _evolve(
     config: EvolutionConfig,
     db_url: str | None,
     llm_timeout_s: float,
-) -> Outcome:
+) -> EvolutionOutcome:
     from singularity.genesis.evolution.aio import AsyncProgramDatabase
     from singularity.genesis.evolution.asker import LlmAsker
     from singularity.genesis.evolution.database import open_program_database
@@ -173,7 +173,7 @@ def _progress_bar(generations: int) -> Iterator[Callable[[RunProgress], None]]:
         yield show
 
 
-def _print_outcome(outcome: Outcome) -> None:
+def _print_outcome(outcome: EvolutionOutcome) -> None:
     if outcome.stopped_by_budget:
         console.print(
             f"[yellow]budget reached[/]: ${outcome.spend_usd:.4f} spent; "

@@ -19,13 +19,13 @@ from singularity.cli.common import console, err_console, load, run
 from singularity.config import Settings
 from singularity.database import open_cluster
 from singularity.errors import SingularityError, UsageError
-from singularity.genesis.execution import JobSpec, Mode, Status, execute
-from singularity.genesis.lab import Lab, Trial
-from singularity.genesis.languages import LANGUAGES
+from singularity.genesis.experiments.lab import Lab, Trial
+from singularity.genesis.jobs.execution import JobSpec, Mode, Status, execute
+from singularity.genesis.jobs.languages import LANGUAGES
 from singularity.genesis.limits import DEFAULT_LIMITS, Limits, limits_from_request
-from singularity.genesis.repositories import RepositoryPolicy
 from singularity.genesis.sandbox import Sandbox, SandboxUnavailable
 from singularity.genesis.store import GenesisStore
+from singularity.genesis.workspaces.repositories import RepositoryPolicy
 from singularity.postgres.connect import open_pool
 from singularity.postgres.topology import Database, Role
 

@@ -10,8 +10,8 @@ import structlog
 
 from singularity.config import Settings
 from singularity.errors import SingularityError
-from singularity.genesis.experiment_handler import ExperimentHandler
-from singularity.genesis.job_handler import JobHandler
+from singularity.genesis.experiments.handler import ExperimentHandler
+from singularity.genesis.jobs.handler import JobHandler
 from singularity.genesis.limits import DEFAULT_LIMITS
 from singularity.genesis.sandbox import Sandbox, SandboxUnavailable
 from singularity.genesis.store import GenesisStore

@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from singularity.errors import NotFound
-from singularity.genesis.execution import StepRecord
+from singularity.genesis.jobs.execution import StepRecord
 from singularity.genesis.sql import QUERIES
 
 __all__ = ["EvolutionRequest", "ExecutionRecord", "ExperimentRecord", "GenesisStore"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from singularity.genesis.evolution.problem import Problem
-from singularity.genesis.execution import Execution, JobSpec, Mode, Status, execute
+from singularity.genesis.jobs.execution import Execution, JobSpec, Mode, Status, execute
 from singularity.genesis.sandbox import Sandbox
 
 __all__ = ["Evaluation", "evaluate"]

@@ -42,7 +42,7 @@ from singularity.genesis.evolution.problem import Problem
 from singularity.genesis.evolution.types import Program, Sample
 from singularity.genesis.sandbox import Sandbox
 
-__all__ = ["EvolutionRun", "EvolveOptions", "Outcome", "RunProgress", "prepare_run"]
+__all__ = ["EvolutionOutcome", "EvolutionRun", "EvolveOptions", "RunProgress", "prepare_run"]
 
 log = structlog.get_logger(__name__)
 
@@ -90,7 +90,7 @@ class RunProgress:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class EvolutionOutcome:
     completed: int
     generations: int
     best: Program | None
@@ -163,7 +163,7 @@ class EvolutionRun:
         self._rng = random.Random(options.seed)
         self._evaluations = asyncio.Semaphore(options.concurrency)
 
-    async def run(self) -> Outcome:
+    async def run(self) -> EvolutionOutcome:
         """Make the generations not made yet; stops early only when the budget is spent."""
         await self._report()
         await self._generation_zero()
@@ -180,7 +180,7 @@ class EvolutionRun:
             await self._report()
         await self._report()
         best = await self.db.best()
-        return Outcome(
+        return EvolutionOutcome(
             completed=self.progress.completed,
             generations=self.options.generations,
             best=best,

@@ -28,7 +28,7 @@ import structlog
 from singularity.genesis.sandbox import sweep
 from singularity.genesis.sandbox.command import Command
 
-__all__ = ["Child", "Outcome", "Report"]
+__all__ = ["Child", "Report", "Supervised"]
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +61,7 @@ class Report:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Supervised:
     """Everything the host saw of one sandbox."""
 
     report: Report | None
@@ -162,7 +162,7 @@ class Child:
         report: IO[bytes],
         status: IO[bytes] | None,
         guard: Callable[[], Awaitable[None]] | None = None,
-    ) -> Outcome:
+    ) -> Supervised:
         """Follow the run to its end (the program's, or the limits'); reaps the process.
 
         `guard`, when given, runs beside the program; its return stops the run (a limit the
@@ -192,7 +192,7 @@ class Child:
                 task.cancel()
             await asyncio.gather(exited, *readers, *guarding, return_exceptions=True)
             self._close()
-        return Outcome(
+        return Supervised(
             report=Report.parse(said.data.decode(errors="replace")),
             wait_status=wait_status,
             stdout=bytes(out.data),

@@ -40,7 +40,7 @@ from singularity.genesis.sandbox.identity import (
     UidPool,
 )
 from singularity.genesis.sandbox.pipes import Fds, Pipes
-from singularity.genesis.sandbox.process import Child, Outcome
+from singularity.genesis.sandbox.process import Child, Supervised
 from singularity.genesis.sandbox.quota import Quota
 from singularity.genesis.sandbox.result import RunResult, SandboxUnavailable
 from singularity.genesis.sandbox.staging import Bind
@@ -152,7 +152,7 @@ class Sandbox:
         _log_run(argv, result, unsafe=self.unsafe)
         return result
 
-    async def _sandboxed(self, request: _Request, identity: Identity) -> Outcome:
+    async def _sandboxed(self, request: _Request, identity: Identity) -> Supervised:
         bwrap = self._bwrap_path()
         _require_python()
         with contextlib.ExitStack() as stack:
@@ -187,7 +187,7 @@ class Sandbox:
             raise SandboxUnavailable(_diagnosis(outcome.stderr))
         return outcome
 
-    async def _unsafe(self, request: _Request, identity: Identity) -> Outcome:
+    async def _unsafe(self, request: _Request, identity: Identity) -> Supervised:
         log.warning(
             "sandbox_unsafe", argv0=request.argv[0], reason="no isolation: development mode"
         )
@@ -223,7 +223,9 @@ class Sandbox:
         return found
 
 
-async def _start(command: Command, request: _Request, pipes: Pipes, *, namespace: bool) -> Outcome:
+async def _start(
+    command: Command, request: _Request, pipes: Pipes, *, namespace: bool
+) -> Supervised:
     stdin = request.stdin
     stdin_fd = None if stdin is None else pipes.fds.memfd(stdin)
     try:
@@ -243,7 +245,7 @@ async def _start(command: Command, request: _Request, pipes: Pipes, *, namespace
     )
 
 
-def _result(outcome: Outcome, limits: Limits) -> RunResult:
+def _result(outcome: Supervised, limits: Limits) -> RunResult:
     report = outcome.report
     if report is None:  # the reaper was killed before it could tell: the tree was killed too
         exit_code, signum, cpu_ms, rss = None, int(signal.SIGKILL), 0.0, 0

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from xml.etree import ElementTree
 
-from singularity.genesis.report_model import Outcome, TestCase, TestReport
+from singularity.genesis.experiments.report_model import TestCase, TestOutcome, TestReport
 
 __all__ = ["parse_junit", "parse_output", "summary_count"]
 
@@ -54,13 +54,13 @@ def parse_junit(xml: bytes) -> TestReport:
         name, classname = element.get("name", ""), element.get("classname", "")
         tags = {child.tag for child in element}
         outcome = (
-            Outcome.FAILED
+            TestOutcome.FAILED
             if "failure" in tags
-            else Outcome.ERROR
+            else TestOutcome.ERROR
             if "error" in tags
-            else Outcome.SKIPPED
+            else TestOutcome.SKIPPED
             if "skipped" in tags
-            else Outcome.PASSED
+            else TestOutcome.PASSED
         )
         cases.append(TestCase(f"{classname}.{name}" if classname else name, outcome))
     return _from_cases("junit", cases)
@@ -74,11 +74,11 @@ _UNITTEST_SUMMARY = re.compile(
 )
 _UNITTEST_TEST = re.compile(r"^\s*(\w+) \(([\w.]+)\)(?: [\[(].*)?$")  # a subtest adds "(i=1)"
 _UNITTEST_STATUS = {
-    "ok": Outcome.PASSED,
-    "FAIL": Outcome.FAILED,
-    "ERROR": Outcome.ERROR,
-    "expected failure": Outcome.PASSED,
-    "unexpected success": Outcome.FAILED,
+    "ok": TestOutcome.PASSED,
+    "FAIL": TestOutcome.FAILED,
+    "ERROR": TestOutcome.ERROR,
+    "expected failure": TestOutcome.PASSED,
+    "unexpected success": TestOutcome.FAILED,
 }
 
 
@@ -100,7 +100,7 @@ def _parse_unittest(output: str) -> TestReport | None:
 
 
 def _unittest_cases(output: str) -> tuple[TestCase, ...]:
-    cases: dict[str, Outcome] = {}
+    cases: dict[str, TestOutcome] = {}
     pending: str | None = None  # the test whose status is still to come
     for line in output.splitlines():
         description, dots, status = line.partition(" ... ")
@@ -122,10 +122,10 @@ def _unittest_id(method: str, where: str) -> str:
     return where if where.endswith(f".{method}") else f"{where}.{method}"
 
 
-def _unittest_status(text: str) -> Outcome | None:
+def _unittest_status(text: str) -> TestOutcome | None:
     text = text.strip()
     if text.startswith("skipped"):
-        return Outcome.SKIPPED
+        return TestOutcome.SKIPPED
     return _UNITTEST_STATUS.get(text)
 
 
@@ -139,12 +139,12 @@ _PYTEST_SUMMARY = re.compile(
 _PYTEST_VERBOSE = re.compile(r"^(\S+?::.+?) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
 _PYTEST_SHORT = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S+?::.+?)(?: - .*)?$")
 _PYTEST_STATUS = {
-    "PASSED": Outcome.PASSED,
-    "XFAIL": Outcome.PASSED,
-    "XPASS": Outcome.PASSED,
-    "FAILED": Outcome.FAILED,
-    "ERROR": Outcome.ERROR,
-    "SKIPPED": Outcome.SKIPPED,
+    "PASSED": TestOutcome.PASSED,
+    "XFAIL": TestOutcome.PASSED,
+    "XPASS": TestOutcome.PASSED,
+    "FAILED": TestOutcome.FAILED,
+    "ERROR": TestOutcome.ERROR,
+    "SKIPPED": TestOutcome.SKIPPED,
 }
 
 
@@ -156,7 +156,7 @@ def _parse_pytest(output: str) -> TestReport | None:
             counts[word] = counts.get(word, 0) + int(number)
     if not summaries:
         return None
-    cases: dict[str, Outcome] = {}
+    cases: dict[str, TestOutcome] = {}
     for line in output.splitlines():
         if verbose := _PYTEST_VERBOSE.match(line):
             cases[verbose.group(1)] = _PYTEST_STATUS[verbose.group(2)]
@@ -204,8 +204,8 @@ def _tap_cases(output: str) -> tuple[TestCase, ...]:
         elif result := _TAP_RESULT.match(line):
             indent, verdict, name, directive = result.groups()
             path = [*parents[: len(indent) // 4], name]
-            outcome = Outcome.PASSED if verdict == "ok" else Outcome.FAILED
-            cases.append(TestCase(" > ".join(path), Outcome.SKIPPED if directive else outcome))
+            outcome = TestOutcome.PASSED if verdict == "ok" else TestOutcome.FAILED
+            cases.append(TestCase(" > ".join(path), TestOutcome.SKIPPED if directive else outcome))
         elif line.strip() == "type: 'suite'" and cases:
             cases.pop()  # a describe() block: node counts its tests, not the block
     return tuple(cases)
@@ -216,13 +216,13 @@ def _tap_cases(output: str) -> tuple[TestCase, ...]:
 
 def _from_cases(source: str, cases: Iterable[TestCase]) -> TestReport:
     cases = tuple(cases)
-    count = {outcome: sum(case.outcome is outcome for case in cases) for outcome in Outcome}
+    count = {outcome: sum(case.outcome is outcome for case in cases) for outcome in TestOutcome}
     return TestReport(
         source,
-        passed=count[Outcome.PASSED],
-        failed=count[Outcome.FAILED],
-        errors=count[Outcome.ERROR],
-        skipped=count[Outcome.SKIPPED],
+        passed=count[TestOutcome.PASSED],
+        failed=count[TestOutcome.FAILED],
+        errors=count[TestOutcome.ERROR],
+        skipped=count[TestOutcome.SKIPPED],
         cases=cases,
     )
 

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from singularity.genesis.patch import DiffFailed, apply_diff, check_diff, git_head, touched_paths
-from singularity.genesis.paths import UnsafePath, read_regular, relative_parts, remove_entry
-from singularity.genesis.snapshot import (
+from singularity.genesis.experiments.baseline import (
     Baseline,
     Entry,
     Kind,
@@ -21,7 +19,15 @@ from singularity.genesis.snapshot import (
     restore_snapshot,
     take_snapshot,
 )
-from singularity.genesis.workspace import (
+from singularity.genesis.paths import UnsafePath, read_regular, relative_parts, remove_entry
+from singularity.genesis.workspaces.patch import (
+    DiffFailed,
+    apply_diff,
+    check_diff,
+    git_head,
+    touched_paths,
+)
+from singularity.genesis.workspaces.workspace import (
     CopyRefused,
     copy_tree,
     create_workspace,

@@ -36,17 +36,17 @@ from pathlib import Path
 import structlog
 
 from singularity.errors import SingularityError, UsageError
+from singularity.genesis.experiments.baseline import Baseline, restore_snapshot, take_snapshot
+from singularity.genesis.experiments.outcome import ExperimentOutcome, ExperimentStatus, TestRun
+from singularity.genesis.experiments.recommendation import Recommendation
+from singularity.genesis.experiments.reports import report_for_run
 from singularity.genesis.limits import Limits
-from singularity.genesis.outcome import ExperimentOutcome, ExperimentStatus, TestRun
-from singularity.genesis.patch import DiffFailed, apply_diff, check_diff, git_head
 from singularity.genesis.paths import relative_parts, remove_entry
-from singularity.genesis.recommendation import Recommendation
-from singularity.genesis.reports import report_for_run
-from singularity.genesis.repositories import RepositoryPolicy, open_directory
 from singularity.genesis.sandbox import RunResult, Sandbox, SandboxUnavailable
 from singularity.genesis.sandbox.identity import Identity
-from singularity.genesis.snapshot import Baseline, restore_snapshot, take_snapshot
-from singularity.genesis.workspace import copy_tree, create_workspace, remove_workspace
+from singularity.genesis.workspaces.patch import DiffFailed, apply_diff, check_diff, git_head
+from singularity.genesis.workspaces.repositories import RepositoryPolicy, open_directory
+from singularity.genesis.workspaces.workspace import copy_tree, create_workspace, remove_workspace
 
 __all__ = [
     "MAX_SNAPSHOT_BYTES",

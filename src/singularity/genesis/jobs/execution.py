@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from singularity.genesis.languages import LANGUAGES, Language, language
+from singularity.genesis.jobs.languages import LANGUAGES, Language, language
 from singularity.genesis.limits import DEFAULT_LIMITS, Limits
 from singularity.genesis.sandbox import RunResult, Sandbox, SandboxUnavailable
 from singularity.genesis.sandbox.staging import checked_command, checked_stdin

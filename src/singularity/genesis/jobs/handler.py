@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from singularity.genesis.execution import Execution, JobSpec, Mode, Status, execute
+from singularity.genesis.jobs.execution import Execution, JobSpec, Mode, Status, execute
 from singularity.genesis.limits import Limits, limits_from_request
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.store import ExecutionRecord, GenesisStore

@@ -10,11 +10,11 @@ import structlog
 
 from singularity.config import Settings
 from singularity.errors import UsageError
-from singularity.genesis.lab import Lab, Trial
+from singularity.genesis.experiments.lab import Lab, Trial
 from singularity.genesis.limits import DEFAULT_LIMITS, limits_from_request
-from singularity.genesis.repositories import RepositoryPolicy
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.store import GenesisStore
+from singularity.genesis.workspaces.repositories import RepositoryPolicy
 from singularity.shared_queue import (
     Delivery,
     ExperimentRequest,

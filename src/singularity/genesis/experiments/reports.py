@@ -25,15 +25,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from singularity.genesis.experiments.report_formats import parse_junit, parse_output, summary_count
+from singularity.genesis.experiments.report_model import TestCase, TestOutcome, TestReport
 from singularity.genesis.paths import UnsafePath, read_regular
-from singularity.genesis.report_formats import parse_junit, parse_output, summary_count
-from singularity.genesis.report_model import Outcome, TestCase, TestReport
 
 __all__ = [
     "EXIT_STATUS_CASE",
     "MAX_JUNIT_BYTES",
-    "Outcome",
     "TestCase",
+    "TestOutcome",
     "TestReport",
     "by_exit_status",
     "distrusted",
@@ -81,7 +81,7 @@ def distrusted(report: TestReport, exit_code: int | None, reasons: Sequence[str]
     counted = f"{report.passed} passed of {report.total}"
     ignored = f"{report.basis} ({counted}) not trusted; exit status {exit_code} decides"
     named = {case.outcome for case in report.cases}
-    failing = report.failed or report.errors or named & {Outcome.FAILED, Outcome.ERROR}
+    failing = report.failed or report.errors or named & {TestOutcome.FAILED, TestOutcome.ERROR}
     passed = exit_code == 0 and not failing
     return _one_test(passed, (*report.warnings, *reasons, ignored))
 
@@ -105,12 +105,12 @@ def _doubts(report: TestReport, output: str) -> list[str]:
         doubts.append(f"the output holds {summaries} test summaries ({report.source}), not one")
     named = Counter(case.outcome for case in report.cases)
     counted = {
-        Outcome.PASSED: report.passed,
-        Outcome.FAILED: report.failed,
-        Outcome.ERROR: report.errors,
-        Outcome.SKIPPED: report.skipped,
+        TestOutcome.PASSED: report.passed,
+        TestOutcome.FAILED: report.failed,
+        TestOutcome.ERROR: report.errors,
+        TestOutcome.SKIPPED: report.skipped,
     }
-    if over := [outcome.value for outcome in Outcome if named[outcome] > counted[outcome]]:
+    if over := [outcome.value for outcome in TestOutcome if named[outcome] > counted[outcome]]:
         doubts.append(f"the output names more {'/'.join(over)} tests than its summary counts")
     return doubts
 
@@ -119,5 +119,5 @@ def _with_exit_status(report: TestReport, exit_code: int | None) -> TestReport:
     """One failing case more when the command failed although no test did."""
     if exit_code == 0 or report.failed or report.errors or report.source == "exit_code":
         return report
-    case = TestCase(EXIT_STATUS_CASE, Outcome.FAILED)
+    case = TestCase(EXIT_STATUS_CASE, TestOutcome.FAILED)
     return replace(report, failed=report.failed + 1, cases=(*report.cases, case))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from singularity.genesis.reports import (
+from singularity.genesis.experiments.reports import (
     EXIT_STATUS_CASE,
     MAX_JUNIT_BYTES,
-    Outcome,
+    TestOutcome,
     TestReport,
     distrusted,
     parse_junit,
@@ -305,7 +305,7 @@ def test_a_report_is_json_friendly_with_total_and_success_rate() -> None:
         "note": None,
         "warnings": [],
     }
-    assert Outcome("error") is Outcome.ERROR
+    assert TestOutcome("error") is TestOutcome.ERROR
 
 
 def test_real_unittest_output_is_read(tmp_path: Path) -> None:

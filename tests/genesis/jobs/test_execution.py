@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from genesis_support import SLOTS, UIDS, require_bwrap
-from singularity.genesis.execution import Execution, JobSpec, Mode, Status, classify, execute
-from singularity.genesis.languages import LANGUAGES, Language
+from singularity.genesis.jobs.execution import Execution, JobSpec, Mode, Status, classify, execute
+from singularity.genesis.jobs.languages import LANGUAGES, Language
 from singularity.genesis.limits import Limits
 from singularity.genesis.sandbox import RunResult, Sandbox
 

@@ -21,12 +21,12 @@ from typing import Any
 import structlog
 
 from singularity.errors import UsageError
-from singularity.genesis import experiment as experiments
-from singularity.genesis.execution import StepRecord
+from singularity.genesis.experiments import trial as trials
+from singularity.genesis.jobs.execution import StepRecord
 from singularity.genesis.limits import Limits
-from singularity.genesis.repositories import RepositoryPolicy
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.store import ExperimentRecord, GenesisStore
+from singularity.genesis.workspaces.repositories import RepositoryPolicy
 
 __all__ = ["Lab", "Trial"]
 
@@ -85,7 +85,7 @@ class Lab:
             if not is_dir:
                 raise UsageError(f"repository {str(trial.repo)!r} is not a directory on this host")
         self._workspaces.mkdir(parents=True, exist_ok=True, mode=0o700)
-        outcome = await experiments.run_experiment(
+        outcome = await trials.run_experiment(
             trial.repo,
             trial.diff,
             trial.test_command,
@@ -128,7 +128,7 @@ class Lab:
         if found["applied_at"] is not None and found["rolled_back_at"] is None:
             raise UsageError(f"experiment {experiment_id!r} is applied already")
         repo = self._permitted(found)
-        baseline = await asyncio.to_thread(experiments.apply_to_repository, repo, found["diff"])
+        baseline = await asyncio.to_thread(trials.apply_to_repository, repo, found["diff"])
         await self.store.mark_applied(experiment_id, baseline.to_dict())
         log.info("experiment_applied", experiment_id=experiment_id, repo=str(repo))
         return list(baseline.paths)
@@ -142,8 +142,8 @@ class Lab:
             )
         if found["rolled_back_at"] is not None:
             raise UsageError(f"experiment {experiment_id!r} is rolled back already")
-        baseline = experiments.Baseline.from_dict(found["baseline"])
-        restored = await asyncio.to_thread(experiments.rollback, self._permitted(found), baseline)
+        baseline = trials.Baseline.from_dict(found["baseline"])
+        restored = await asyncio.to_thread(trials.rollback, self._permitted(found), baseline)
         await self.store.record_rollback(experiment_id, reason, list(restored))
         log.info("experiment_rolled_back", experiment_id=experiment_id, files=len(restored))
         return list(restored)

@@ -20,11 +20,11 @@ from genesis_support import (
 from nexus_support import wait_for_message
 from singularity.config import Settings
 from singularity.errors import UsageError
-from singularity.genesis.lab import Lab, Trial
+from singularity.genesis.experiments.lab import Lab, Trial
 from singularity.genesis.limits import DEFAULT_LIMITS
-from singularity.genesis.repositories import RepositoryPolicy
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.store import GenesisStore
+from singularity.genesis.workspaces.repositories import RepositoryPolicy
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import open_pool
 from singularity.postgres.topology import Database, Role

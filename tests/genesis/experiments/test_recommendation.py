@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from singularity.genesis.outcome import ExperimentOutcome, TestRun
-from singularity.genesis.recommendation import RULES, Recommendation, recommend
-from singularity.genesis.reports import report_for_run
+from singularity.genesis.experiments.outcome import ExperimentOutcome, TestRun
+from singularity.genesis.experiments.recommendation import RULES, Recommendation, recommend
+from singularity.genesis.experiments.reports import report_for_run
 
 MERGE = Recommendation.MERGE
 ADAPT = Recommendation.MERGE_WITH_ADAPTATIONS

@@ -11,15 +11,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["BASIS", "Outcome", "TestCase", "TestReport"]
+__all__ = ["BASIS", "TestCase", "TestOutcome", "TestReport"]
 
 # What a report's counts rest on, by its source; any runner's output is "runner output".
 BASIS = {"junit": "junit report", "exit_code": "exit status"}
 RUNNER_OUTPUT = "runner output"
 
 
-class Outcome(StrEnum):
+class TestOutcome(StrEnum):
     """How one test ended."""
+
+    __test__ = False  # not a pytest test class, though its name says Test
 
     PASSED = "passed"
     FAILED = "failed"
@@ -34,7 +36,7 @@ class TestCase:
     __test__ = False  # not a pytest test class, though its name says Test
 
     name: str
-    outcome: Outcome
+    outcome: TestOutcome
 
     def to_dict(self) -> dict[str, str]:
         """The case as JSON-friendly values."""
@@ -75,7 +77,7 @@ class TestReport:
         names = {case.name for case in self.cases}
         return bool(self.cases) and len(names) == len(self.cases) == self.total + self.skipped
 
-    def outcomes(self) -> dict[str, Outcome]:
+    def outcomes(self) -> dict[str, TestOutcome]:
         """Each named test's outcome."""
         return {case.name: case.outcome for case in self.cases}
 

@@ -21,8 +21,13 @@ from fractions import Fraction
 from pathlib import PurePosixPath
 from typing import Any
 
-from singularity.genesis.recommendation import Recommendation, Verdict, recommend
-from singularity.genesis.reports import EXIT_STATUS_CASE, Outcome, TestReport, distrusted
+from singularity.genesis.experiments.recommendation import Recommendation, Verdict, recommend
+from singularity.genesis.experiments.reports import (
+    EXIT_STATUS_CASE,
+    TestOutcome,
+    TestReport,
+    distrusted,
+)
 
 __all__ = ["ExperimentOutcome", "ExperimentStatus", "Measurement", "TestRun", "measure"]
 
@@ -90,8 +95,8 @@ def measure(baseline: TestReport, candidate: TestReport) -> Measurement:
     success = _rate(candidate)
     if baseline.complete and candidate.complete:
         after = candidate.outcomes()
-        passing = [name for name, o in baseline.outcomes().items() if o is Outcome.PASSED]
-        regressed = tuple(name for name in passing if after.get(name) is not Outcome.PASSED)
+        passing = [name for name, o in baseline.outcomes().items() if o is TestOutcome.PASSED]
+        regressed = tuple(name for name in passing if after.get(name) is not TestOutcome.PASSED)
         share = Fraction(len(regressed), len(passing)) if passing else Fraction(0)
         return Measurement(float(success), float(share), "per_test", regressed)
     drop = max(Fraction(0), _rate(baseline) - success)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from singularity.genesis.languages import LANGUAGES, Language, Tool, find_ruff, language
+from singularity.genesis.jobs.languages import LANGUAGES, Language, Tool, find_ruff, language
 
 PYTHON = LANGUAGES["python"]
 

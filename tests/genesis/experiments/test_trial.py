@@ -14,7 +14,10 @@ import pytest
 
 from genesis_support import require_bwrap
 from singularity.errors import UsageError
-from singularity.genesis.experiment import (
+from singularity.genesis.experiments.outcome import measure
+from singularity.genesis.experiments.recommendation import Recommendation
+from singularity.genesis.experiments.reports import TestCase, TestOutcome, TestReport
+from singularity.genesis.experiments.trial import (
     Baseline,
     DiffFailed,
     ExperimentStatus,
@@ -24,9 +27,6 @@ from singularity.genesis.experiment import (
     run_experiment,
 )
 from singularity.genesis.limits import DEFAULT_LIMITS
-from singularity.genesis.outcome import measure
-from singularity.genesis.recommendation import Recommendation
-from singularity.genesis.reports import Outcome, TestCase, TestReport
 from singularity.genesis.sandbox import Sandbox, SandboxUnavailable
 
 MODULE = "def add(a, b):\n    return a + b\n"
@@ -161,22 +161,22 @@ async def experiment(repo: Path, diff: str, sandbox: Any, **options: Any) -> Any
 # -- measuring ---------------------------------------------------------------------------------
 
 
-def report(outcomes: dict[str, Outcome] | None = None, **counts: int) -> TestReport:
+def report(outcomes: dict[str, TestOutcome] | None = None, **counts: int) -> TestReport:
     if outcomes is None:
         return TestReport("exit_code", counts.get("passed", 0), counts.get("failed", 0))
     cases = tuple(TestCase(name, outcome) for name, outcome in outcomes.items())
-    count = {o: sum(c.outcome is o for c in cases) for o in Outcome}
+    count = {o: sum(c.outcome is o for c in cases) for o in TestOutcome}
     return TestReport(
         "unittest",
-        count[Outcome.PASSED],
-        count[Outcome.FAILED],
-        count[Outcome.ERROR],
-        count[Outcome.SKIPPED],
+        count[TestOutcome.PASSED],
+        count[TestOutcome.FAILED],
+        count[TestOutcome.ERROR],
+        count[TestOutcome.SKIPPED],
         cases,
     )
 
 
-P, F, S = Outcome.PASSED, Outcome.FAILED, Outcome.SKIPPED
+P, F, S = TestOutcome.PASSED, TestOutcome.FAILED, TestOutcome.SKIPPED
 
 
 def test_regression_per_test_counts_the_baselines_passing_tests_lost() -> None:

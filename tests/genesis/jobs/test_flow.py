@@ -15,7 +15,7 @@ from helpers import count, eventually
 from nexus_support import wait_for_message
 from singularity.config import Settings
 from singularity.errors import SingularityError
-from singularity.genesis.job_handler import JobHandler
+from singularity.genesis.jobs.handler import JobHandler
 from singularity.genesis.limits import DEFAULT_LIMITS
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.store import GenesisStore

@@ -1,0 +1,1 @@
+"""Jobs: code in a language checked, run or tested in the sandbox, and the status it ends with."""

@@ -1,0 +1,1 @@
+"""Workspaces: where runs happen: repositories opened, copied, patched, and cleaned up."""
