@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from structlog.testing import capture_logs
 from genesis_support import SLOTS, UIDS, require_bwrap, sandbox_processes
 from singularity.genesis.limits import DEFAULT_LIMITS, HARD_LIMITS, Limits, limits_from_request
 from singularity.genesis.sandbox import PYTHON, RunResult, Sandbox, SandboxUnavailable
+from singularity.genesis.sandbox import command as commands
 
 FAST = Limits(wall_s=5.0, cpu_s=3.0)
 ROOT = os.geteuid() == 0
@@ -366,3 +368,22 @@ async def test_a_leased_identity_is_no_other_runs_while_held(sandbox: Sandbox) -
             assert int(result.stdout) not in (first.uid, second.uid)
     async with sandbox.lease_identity() as again:
         assert again.uid == first.uid  # given back when the block ended
+
+
+def test_the_reaper_outside_a_namespace_of_its_own_kills_nothing() -> None:
+    """Its last act kills every process it may signal: run anywhere but as a namespace's init,
+    it refuses to start. Run as a sandbox uid, so that even a failure could reach no one else."""
+    require_bwrap()
+    read, write = os.pipe()
+    try:
+        argv = commands.reaper_argv(
+            ["true"], FAST, report=write, control=read, scope="namespace", nproc=False
+        )
+        done = subprocess.run(
+            argv, pass_fds=(read, write), capture_output=True, user=UIDS, group=UIDS, timeout=30
+        )
+    finally:
+        os.close(read)
+        os.close(write)
+    assert done.returncode == 125
+    assert b"must be PID 1" in done.stderr

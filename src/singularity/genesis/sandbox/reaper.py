@@ -41,6 +41,10 @@ def main(args: list[str]) -> int:
     scope, report, control = args[0], int(args[1]), int(args[2])
     numbers = [int(value) for value in args[3:8]]
     command = args[args.index("--") + 1 :]
+    if scope == "namespace" and os.getpid() != 1:
+        # Its last act kills every process it may signal: only a namespace's init may do that.
+        os.write(2, b"sandbox: the reaper must be PID 1 of its own PID namespace\n")
+        return 125
     _undumpable()
     _ignore_signals()
     if numbers[2]:
