@@ -161,6 +161,26 @@ async def queue(bus_endpoint: Endpoint) -> AsyncIterator[str]:
             await conn.execute("SELECT pgmq.drop_queue(%s)", (victim,))
 
 
+@pytest.fixture
+async def publisher_pool(cluster: Cluster) -> AsyncIterator[AsyncConnectionPool]:
+    """The bus as Singularity (who publishes experiment requests, and so snapshots)."""
+    pool = await open_pool(
+        cluster.service(Role.SINGULARITY, Database.SHARED_QUEUE), name="t-snap-pub", max_size=2
+    )
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def worker_pool(cluster: Cluster) -> AsyncIterator[AsyncConnectionPool]:
+    """The bus as Genesis (who consumes experiment requests, and so reads snapshots)."""
+    pool = await open_pool(
+        cluster.service(Role.GENESIS, Database.SHARED_QUEUE), name="t-snap-worker", max_size=2
+    )
+    yield pool
+    await pool.close()
+
+
 # -- Nexus ----------------------------------------------------------------------------------
 
 KEY_VARIABLE = "NEXUS_TEST_LLM_KEY"

@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     # Where repositories named by experiment requests on the bus may lie (directories,
     # separated by ':'); empty: the home directory of the user the worker runs as.
     genesis_repo_roots: Annotated[tuple[Path, ...], NoDecode] = ()
+    # Hosts (URLs or host[:port], separated by commas or spaces) a setup step may reach
+    # through the registry proxy; empty: those the host's own pip and npm are configured to use.
+    genesis_allowed_registries: Annotated[tuple[str, ...], NoDecode] = ()
+    # The most disk the cached environment layers may take; least recently used go first.
+    genesis_env_cache_mb: int = Field(4096, ge=64, le=10_000_000)
+    # The blobs of workspace snapshots a worker keeps on disk for the next experiment on the
+    # same repository (MiB; the least recently used go first; 0 keeps none).
+    genesis_blob_cache_mb: int = Field(1024, ge=0, le=1 << 20)
 
     # Provider keys: each enables that provider's models.
     anthropic_api_key: SecretStr | None = None
@@ -202,6 +210,13 @@ class Settings(BaseSettings):
             if any(not path.is_absolute() for path in paths):
                 raise ValueError("every directory must be an absolute path")
             return tuple(paths)
+        return value
+
+    @field_validator("genesis_allowed_registries", mode="before")
+    @classmethod
+    def _word_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(value.replace(",", " ").split())
         return value
 
     @field_validator(

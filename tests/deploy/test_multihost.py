@@ -1,7 +1,8 @@
 """Many machines, on one: a database host, a Singularity host and two Genesis workers, each in
 a network namespace of its own on one switch. A worker cut off from the network in the middle
 of its jobs loses them to the other worker once their visibility timeout runs out; every job
-is answered exactly once, and the cut-off worker coming back doubles nothing."""
+is answered exactly once, and the cut-off worker coming back doubles nothing. A repository
+that only the Singularity host may read travels to a worker as a workspace snapshot."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from deploy.netns_support import (
     platform_command,
     require_netns,
 )
-from genesis_support import require_bwrap
+from genesis_support import BAD_DIFF, GOOD_DIFF, TEST_COMMAND, make_repo, require_bwrap
 from helpers import eventually
 from singularity.config import Settings
 from singularity.postgres.topology import Role
@@ -66,6 +67,38 @@ async def main() -> None:
         print(json.dumps(await Publisher(pool).send_batch("job_requests", jobs)))
     finally:
         await pool.close()
+
+asyncio.run(main())
+"""
+
+# Runs on the Singularity host: experiments (JSON on stdin), each on a workspace snapshot of its
+# repository, or on the repository's path when it says "by_path"; prints the snapshot ids.
+EXPERIMENT = """
+import asyncio, json, sys
+from pathlib import Path
+from singularity.config import load_settings
+from singularity.postgres.cluster import Cluster
+from singularity.postgres.connect import open_pool
+from singularity.postgres.topology import Database, Role
+from singularity.shared_queue import ExperimentRequest, Publisher
+
+async def main() -> None:
+    endpoint = Cluster(load_settings()).service(Role.SINGULARITY, Database.SHARED_QUEUE)
+    pool = await open_pool(endpoint, name="experiment", max_size=1)
+    publisher, sent = Publisher(pool), []
+    try:
+        for asked in json.load(sys.stdin):
+            repo = asked.pop("repo")
+            if asked.pop("by_path"):
+                asked["repo"] = repo
+            else:
+                published = await publisher.publish_workspace(Path(repo))
+                asked["workspace"] = published.id
+                sent.append([published.id, published.blobs_sent])
+            await publisher.send("experiment_requests", ExperimentRequest.model_validate(asked))
+    finally:
+        await pool.close()
+    print(json.dumps(sent))
 
 asyncio.run(main())
 """
@@ -131,12 +164,13 @@ class Platform:
         assert done.returncode == 0, f"{what} on {host.name}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
-    def start_worker(self, host: Host) -> Process:
+    def start_worker(self, host: Host, **settings: str) -> Process:
         env = self.env(
             host,
             SINGULARITY_ROLE_PASSWORD_GENESIS=ROLE_PASSWORDS[Role.GENESIS],
             GENESIS_CONCURRENCY=str(CONCURRENCY),
             GENESIS_VISIBILITY_TIMEOUT_S=str(VISIBILITY_S),
+            **settings,
         )
         log = self.root / f"{host.name}.log"
         worker = Process(host, platform_command("run", "genesis"), env, log, self.home(host))
@@ -264,6 +298,65 @@ async def test_a_cut_off_hosts_transaction_ends_and_releases_its_locks(platform:
         assert row is not None and row[0] == 0, "the cut-off host's session is gone"
 
 
+async def test_a_repository_only_the_singularity_host_has_is_tested_by_a_worker_elsewhere(
+    platform: Platform,
+) -> None:
+    net = platform.net
+    singularity, w1 = net.hosts["singularity"], net.hosts["w1"]
+    admin_env = platform.env(
+        singularity,
+        DB_PASSWORD=ADMIN_PASSWORD,
+        **{f"SINGULARITY_ROLE_PASSWORD_{r.value.upper()}": p for r, p in ROLE_PASSWORDS.items()},
+    )
+    await platform.run(singularity, "db init", platform_command("db", "init"), admin_env)
+    # The worker may read repositories under its own folder only; the repository is elsewhere.
+    allowed = platform.root / "w1-repositories"
+    allowed.mkdir()
+    elsewhere = platform.root / "singularity-only"
+    elsewhere.mkdir()
+    repo = make_repo(elsewhere)
+    workers = {"w1": platform.start_worker(w1, GENESIS_REPO_ROOTS=str(allowed))}
+    await eventually(_started(workers), seconds=120)
+
+    asked = {
+        "by-path": {"diff": GOOD_DIFF, "by_path": True},
+        "good": {"diff": GOOD_DIFF, "by_path": False},
+        "bad": {"diff": BAD_DIFF, "by_path": False},
+    }
+    ids = {name: f"multihost-{name}-{uuid.uuid4().hex[:8]}" for name in asked}
+    requests = [
+        {"id": ids[name], "repo": str(repo), "test_command": TEST_COMMAND, **fields}
+        for name, fields in asked.items()
+    ]
+    publisher_env = platform.env(
+        singularity, SINGULARITY_ROLE_PASSWORD_SINGULARITY=ROLE_PASSWORDS[Role.SINGULARITY]
+    )
+    argv = [sys.executable, "-c", EXPERIMENT]
+    sent = json.loads(
+        await platform.run(singularity, "experiments", argv, publisher_env, json.dumps(requests))
+    )
+    # The same tree twice: the second publish found every blob in the bus already.
+    assert sent[0][0] == sent[1][0] and sent[0][1] > 0 and sent[1][1] == 0
+
+    async with await psycopg.AsyncConnection.connect(
+        platform.db.socket_conninfo + " dbname=shared_queue", autocommit=True
+    ) as bus:
+        await eventually(_answered_on(bus, "experiment", set(ids.values())), seconds=180)
+        results = {r["request_id"]: r for r in await _results(bus, set(ids.values()), "experiment")}
+    refused = results[ids["by-path"]]
+    assert refused["status"] == "error" and "outside the directories" in refused["error"]
+    good, bad = results[ids["good"]], results[ids["bad"]]
+    assert (good["status"], good["recommendation"], good["success_rate"]) == (
+        "completed",
+        "merge",
+        1.0,
+    ), good
+    assert (bad["status"], bad["recommendation"]) == ("completed", "rollback"), bad
+    assert bad["success_rate"] < 1 and bad["baseline"]["passed"] == 3
+    done = {event["experiment_id"] for event in workers["w1"].log.events("experiment_done")}
+    assert {ids["good"], ids["bad"]} <= done
+
+
 async def _can_lock(conn: psycopg.AsyncConnection) -> bool:
     try:
         await conn.execute("SELECT id FROM held WHERE id = 1 FOR UPDATE NOWAIT")
@@ -297,18 +390,24 @@ def _held(bus: psycopg.AsyncConnection, expected: int) -> Any:
 
 
 def _answered(bus: psycopg.AsyncConnection, ids: set[str]) -> Any:
+    return _answered_on(bus, "job", ids)
+
+
+def _answered_on(bus: psycopg.AsyncConnection, kind: str, ids: set[str]) -> Any:
     async def check() -> bool:
-        return len(await _results(bus, ids)) >= len(ids)
+        return len(await _results(bus, ids, kind)) >= len(ids)
 
     return check
 
 
-async def _results(bus: psycopg.AsyncConnection, ids: set[str]) -> list[dict[str, Any]]:
-    """The answers to these jobs, in the reply queue and in its archive."""
+async def _results(
+    bus: psycopg.AsyncConnection, ids: set[str], kind: str = "job"
+) -> list[dict[str, Any]]:
+    """The answers to these requests, in the reply queue and in its archive."""
     query = (
-        "SELECT message FROM pgmq.q_job_results WHERE message->>'request_id' = ANY(%(ids)s)"
+        f"SELECT message FROM pgmq.q_{kind}_results WHERE message->>'request_id' = ANY(%(ids)s)"
         " UNION ALL"
-        " SELECT message FROM pgmq.a_job_results WHERE message->>'request_id' = ANY(%(ids)s)"
+        f" SELECT message FROM pgmq.a_{kind}_results WHERE message->>'request_id' = ANY(%(ids)s)"
     )
     rows = await (await bus.execute(query, {"ids": list(ids)})).fetchall()
     return [row[0] for row in rows]

@@ -18,7 +18,13 @@ from singularity.postgres.connect import async_connection, describe_error
 from singularity.postgres.endpoint import Endpoint
 from singularity.postgres.topology import Database, Role
 from singularity.service_context import ServiceContext
-from singularity.shared_queue import list_queues, prune_archives, prune_sent_once, queue_metrics
+from singularity.shared_queue import (
+    list_queues,
+    prune_archives,
+    prune_sent_once,
+    prune_workspaces,
+    queue_metrics,
+)
 from singularity.shared_queue.install import require_bus
 
 __all__ = ["CentralCloud"]
@@ -101,6 +107,7 @@ class CentralCloud:
     async def prune(self, conn: psycopg.AsyncConnection, days: int) -> dict[str, int]:
         pruned = await prune_archives(conn, await list_queues(conn), days=days)
         await prune_sent_once(conn, days=days)
+        await prune_workspaces(conn, days=days)
         log.info("retention_done", pruned=sum(pruned.values()), older_than_days=days)
         return pruned
 

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from singularity.cli import evolution_cmd
+from singularity.cli import evolution_cmd, genesis_env_cmd
 from singularity.cli.common import console, err_console, load, run
 from singularity.config import Settings
 from singularity.database import open_cluster
@@ -31,6 +31,7 @@ from singularity.postgres.topology import Database, Role
 
 app = typer.Typer(help="Sandboxed code runs and experiments.", no_args_is_help=True)
 app.add_typer(evolution_cmd.app, name="evolution")
+app.add_typer(genesis_env_cmd.app, name="env")
 
 T = TypeVar("T")
 

@@ -15,6 +15,7 @@ from singularity.genesis.jobs.handler import JobHandler
 from singularity.genesis.limits import DEFAULT_LIMITS
 from singularity.genesis.sandbox import Sandbox, SandboxUnavailable
 from singularity.genesis.store import GenesisStore
+from singularity.genesis.workspaces.snapshots import Snapshots
 from singularity.postgres.connect import open_pool
 from singularity.postgres.topology import Database, Role
 from singularity.service_context import ServiceContext, run_tasks
@@ -107,7 +108,9 @@ def _consumers(
     jobs = JobHandler(
         sandbox, store, targets, DEFAULT_LIMITS, unsafe=settings.genesis_unsafe_sandbox
     )
-    experiments = ExperimentHandler(sandbox, store, targets, settings)
+    # Workspace snapshots are read through the bus's pool, as the consumer's role.
+    snapshots = Snapshots.from_settings(bus.pool, settings)
+    experiments = ExperimentHandler(sandbox, store, targets, settings, snapshots)
     return [
         bus.consumer(
             "job_requests",

@@ -13,6 +13,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -161,8 +162,20 @@ class PlatformClient:
         step: str | None = None,
         timeout_s: float | None = None,
     ) -> ExperimentResult:
-        """A diff tried by Genesis on a copy of `repo`, against its tests."""
-        body: dict[str, Any] = {"repo": repo, "diff": diff, "test_command": test_command}
+        """A diff tried by Genesis on a copy of `repo`, against its tests.
+
+        The repository travels as a workspace snapshot in the bus (its working tree, uncommitted
+        changes included), so any Genesis worker on any host can run it.
+        """
+        published = await self.publisher.publish_workspace(Path(repo))
+        log.info(
+            "workspace_published",
+            workspace=published.id,
+            blobs_sent=published.blobs_sent,
+            bytes_sent=published.bytes_sent,
+        )
+        body: dict[str, Any] = {"workspace": published.id, "diff": diff}
+        body["test_command"] = test_command
         body.update(junit_path=junit_path, limits=limits, agent_id=agent_id)
         raw = await self.request(
             "experiment", body, task_id=task_id, step=step, timeout_s=timeout_s

@@ -41,6 +41,15 @@ from singularity.shared_queue.metrics import (
 from singularity.shared_queue.publisher import Publisher
 from singularity.shared_queue.replies import ReplyTargets
 from singularity.shared_queue.retention import prune_archives, prune_sent_once
+from singularity.shared_queue.snapshots import (
+    Published,
+    Snapshot,
+    SnapshotRefused,
+    publish_snapshot,
+    publish_workspace,
+    snapshot_of,
+)
+from singularity.shared_queue.workspace_store import WorkspaceStore, prune_workspaces
 
 __all__ = [
     "QUEUES",
@@ -62,6 +71,7 @@ __all__ = [
     "LlmRequest",
     "LlmResult",
     "PermanentFailure",
+    "Published",
     "Publisher",
     "QuestionRequest",
     "QuestionResponse",
@@ -70,6 +80,9 @@ __all__ = [
     "QueueSpec",
     "Reply",
     "ReplyTargets",
+    "Snapshot",
+    "SnapshotRefused",
+    "WorkspaceStore",
     "apply_grants",
     "consumer_options",
     "dead_letter_queue",
@@ -80,9 +93,13 @@ __all__ = [
     "open_bus",
     "prune_archives",
     "prune_sent_once",
+    "prune_workspaces",
+    "publish_snapshot",
+    "publish_workspace",
     "queue_depths",
     "queue_metrics",
     "queue_spec",
     "redrive",
+    "snapshot_of",
     "validate_queue_name",
 ]

@@ -36,6 +36,9 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
+# The queue whose requests may carry a workspace snapshot.
+WORKSPACE_QUEUE = "experiment_requests"
+
 
 @dataclass
 class BusInstall:
@@ -142,6 +145,7 @@ async def install_bus(
             report.created_queues.append(spec.dead_letter)
     await conn.execute(QUERIES["create_depths_function"])
     await conn.execute(QUERIES["create_sent_once_table"])
+    await conn.execute(QUERIES["create_workspace_tables"])
     await apply_grants(conn, roles, specs)
     return report
 
@@ -157,6 +161,7 @@ async def apply_grants(
             await conn.execute(QUERIES.compose("grant_usage", role=role))
             await conn.execute(QUERIES.compose("grant_depths", role=role))
             await conn.execute(QUERIES.compose("revoke_sent_once", role=role))
+            await conn.execute(QUERIES.compose("revoke_workspaces", role=role))
         for spec in specs:
             for publisher in spec.publishers:
                 await _grant(conn, "grant_publish", roles[publisher], spec.name)
@@ -168,10 +173,26 @@ async def apply_grants(
         # each through send_once. CentralCloud prunes the keys with the archives.
         await conn.execute(QUERIES.compose("grant_send_once", role=roles[Role.NEXUS]))
         await conn.execute(QUERIES.compose("grant_prune_sent_once", role=owner))
+        await _grant_workspaces(conn, roles, specs)
         for name in _all_queues(specs):
             await _grant(conn, "grant_observe", owner, name)
             await _grant(conn, "grant_prune", owner, name)
             await _grant(conn, "grant_read_archive", analytics, name)
+
+
+async def _grant_workspaces(
+    conn: psycopg.AsyncConnection, roles: Mapping[Role, str], specs: list[QueueSpec]
+) -> None:
+    """Snapshots travel with experiment requests: whoever may ask for an experiment stores
+    them, the experiments' consumer reads them, CentralCloud prunes them."""
+    for spec in specs:
+        if spec.name == WORKSPACE_QUEUE:
+            for publisher in spec.publishers:
+                await conn.execute(
+                    QUERIES.compose("grant_workspace_publish", role=roles[publisher])
+                )
+            await conn.execute(QUERIES.compose("grant_workspace_read", role=roles[spec.consumer]))
+    await conn.execute(QUERIES.compose("grant_workspace_prune", role=roles[Role.CENTRALCLOUD]))
 
 
 async def grant_publish(conn: psycopg.AsyncConnection, role: str, queue: str) -> None:

@@ -52,6 +52,8 @@ def validate_queue_name(name: str) -> str:
 
 QueueName = Annotated[str, AfterValidator(validate_queue_name)]
 NonEmpty = Annotated[str, Field(min_length=1)]
+# A workspace snapshot's id: the sha256 of its manifest (see shared_queue/manifest.py).
+SnapshotId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 # Request keys and agent ids are indexed (the bus's archives, the services' tables), and
 # PostgreSQL cannot index a value of more than about 2.7 kB: they are bounded well below that,
@@ -280,17 +282,29 @@ class JobResult(Result):
 class ExperimentRequest(Request):
     """`experiment_requests`: try a diff on a copy of a repository, against its tests.
 
-    `repo` is a path on the Genesis host (a shared checkout); the repository itself is never
-    changed by an experiment.
+    The repository is either `repo`, a path on the Genesis host (a shared checkout), or
+    `workspace`, the id of a snapshot stored in the bus (`shared_queue.snapshots`), which any
+    worker on any host can fetch; exactly one of them. The repository itself is never changed
+    by an experiment.
     """
 
     id: Key
-    repo: NonEmpty
+    repo: NonEmpty | None = None
+    workspace: SnapshotId | None = None
     diff: str
     test_command: NonEmpty
     llm_reduction: float | None = Field(None, ge=0, le=1)
     junit_path: str | None = None
     limits: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_repository(self) -> ExperimentRequest:
+        if (self.repo is None) == (self.workspace is None):
+            raise ValueError(
+                "an experiment names its repository once: `repo` (a path on the worker) or "
+                "`workspace` (a snapshot id)"
+            )
+        return self
 
 
 class ExperimentResult(Result):

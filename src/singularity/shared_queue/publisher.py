@@ -1,15 +1,17 @@
-"""Sending messages: one or a batch, optionally delayed."""
+"""Sending messages: one or a batch, optionally delayed; and the workspaces requests name."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from singularity.shared_queue.messages import BusMessage, validate_queue_name
+from singularity.shared_queue.snapshots import Published, publish_workspace
 from singularity.shared_queue.sql import QUERIES
 
 __all__ = ["Publisher", "encode", "encode_batch", "send_message", "send_once"]
@@ -66,6 +68,11 @@ class Publisher:
         """Send one message; returns its pgmq msg_id."""
         async with self._pool.connection() as conn:
             return await send_message(conn, queue, message, delay_s=delay_s)
+
+    async def publish_workspace(self, repo: Path) -> Published:
+        """Store a snapshot of the working tree at `repo` in the bus (only the blobs it lacks);
+        its id is what an experiment request names as `workspace`."""
+        return await publish_workspace(self._pool, repo)
 
     async def send_once(self, queue: str, key: str, message: Payload) -> int | None:
         """Send one message unless one with `key` was sent before (see `send_once`)."""

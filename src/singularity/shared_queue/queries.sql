@@ -326,3 +326,159 @@ SELECT queue_name, queue_length, oldest_msg_age_sec FROM bus.queue_depths()
 SELECT name FROM unnest(%(names)s::text[]) AS name
 WHERE to_regclass(format('pgmq.%%I', 'q_' || name)) IS NULL
 ORDER BY name
+
+-- ------------------------------------------------------------------------------ workspaces
+-- Snapshots of repositories that travel with experiment requests: blobs by content, and
+-- manifests by the hash of their canonical JSON. See shared_queue/manifest.py.
+
+-- name: create_workspace_tables --
+-- A blob is one chunk of a file (at most 1 MiB), named by the sha256 of its data; the
+-- server itself checks the name as the blob is stored (a trigger: a CHECK would hash the data
+-- again at every mark of stored_at), so no publisher can file data under another's name.
+-- stored_at is when a publisher last stored the blob or counted on it being there: a blob no
+-- snapshot references is pruned only once that is a day old, so a snapshot being published
+-- never loses the blobs it was told are present.
+-- A snapshot's manifest is kept as the exact canonical bytes its id is the sha256 of, and the
+-- server checks that too, so a snapshot can neither be filed under another's id nor replaced.
+-- Its digests are the distinct blobs its manifest names, filled in by the server, indexed for
+-- the prune's "is this blob still referenced".
+CREATE SCHEMA IF NOT EXISTS bus;
+CREATE TABLE IF NOT EXISTS bus.workspace_blobs (
+    digest text PRIMARY KEY,
+    data bytea NOT NULL CHECK (octet_length(data) <= 1048576),
+    size integer NOT NULL CHECK (size = octet_length(data)),
+    stored_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS workspace_blobs_stored_at_idx ON bus.workspace_blobs (stored_at);
+CREATE OR REPLACE FUNCTION bus.check_blob_digest() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.digest IS DISTINCT FROM encode(sha256(NEW.data), 'hex') THEN
+        RAISE EXCEPTION 'blob % does not hold the data its name is the sha256 of', NEW.digest
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE OR REPLACE TRIGGER workspace_blobs_digest
+BEFORE INSERT OR UPDATE OF digest, data ON bus.workspace_blobs
+FOR EACH ROW EXECUTE FUNCTION bus.check_blob_digest();
+CREATE TABLE IF NOT EXISTS bus.workspace_snapshots (
+    id text PRIMARY KEY CHECK (id ~ '^[0-9a-f]{64}$'),
+    manifest bytea NOT NULL,
+    digests text[] NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    last_used_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE FUNCTION bus.check_snapshot_id() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id IS DISTINCT FROM encode(sha256(NEW.manifest), 'hex') THEN
+        RAISE EXCEPTION 'snapshot % is not the sha256 of its manifest', NEW.id
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE OR REPLACE TRIGGER workspace_snapshots_id
+BEFORE INSERT OR UPDATE OF id, manifest ON bus.workspace_snapshots
+FOR EACH ROW EXECUTE FUNCTION bus.check_snapshot_id();
+CREATE INDEX IF NOT EXISTS workspace_snapshots_last_used_idx
+    ON bus.workspace_snapshots (last_used_at);
+CREATE INDEX IF NOT EXISTS workspace_snapshots_digests_idx
+    ON bus.workspace_snapshots USING gin (digests)
+
+-- name: revoke_workspaces --
+REVOKE ALL ON bus.workspace_blobs, bus.workspace_snapshots FROM {role}
+
+-- name: grant_workspace_publish --
+-- Publishers of experiment requests store blobs and manifests, and mark them used.
+GRANT SELECT, INSERT, UPDATE (stored_at) ON bus.workspace_blobs TO {role};
+GRANT SELECT, INSERT, UPDATE (last_used_at) ON bus.workspace_snapshots TO {role}
+
+-- name: grant_workspace_read --
+-- The consumer of experiment requests reads them.
+GRANT SELECT ON bus.workspace_blobs, bus.workspace_snapshots TO {role}
+
+-- name: grant_workspace_prune --
+GRANT SELECT, DELETE ON bus.workspace_blobs, bus.workspace_snapshots TO {role}
+
+-- name: present_blobs --
+-- Which of these blobs the bus holds; each is marked stored now (when its mark is older than
+-- an hour: a publish counts on it for less than the day the prune waits).
+WITH asked AS (SELECT DISTINCT unnest(%(digests)s::text[]) AS digest),
+touched AS (
+    UPDATE bus.workspace_blobs b SET stored_at = now()
+    FROM asked
+    WHERE b.digest = asked.digest AND b.stored_at < now() - interval '1 hour'
+    RETURNING b.digest
+)
+SELECT digest FROM touched
+UNION
+SELECT b.digest FROM bus.workspace_blobs b JOIN asked USING (digest)
+WHERE b.stored_at >= now() - interval '1 hour'
+
+-- name: store_blobs --
+-- Store blobs (the server checks each name against its data); one already there (stored
+-- meanwhile by another publisher) is kept. The row count is how many were new.
+INSERT INTO bus.workspace_blobs (digest, data, size)
+SELECT d.digest, d.data, octet_length(d.data)
+FROM unnest(%(digests)s::text[], %(data)s::bytea[]) AS d(digest, data)
+ON CONFLICT (digest) DO NOTHING
+
+-- name: store_snapshot --
+-- Store a manifest (its canonical bytes) under its id, or mark a stored one used. Its blob list
+-- is the server's own reading of the manifest.
+INSERT INTO bus.workspace_snapshots (id, manifest, digests)
+SELECT %(id)s, m.raw, ARRAY(
+    SELECT DISTINCT c
+    FROM jsonb_array_elements(m.doc->'entries') AS e,
+         jsonb_array_elements_text(
+             CASE WHEN jsonb_typeof(e->'chunks') = 'array' THEN e->'chunks' ELSE '[]' END
+         ) AS c
+)
+FROM (
+    SELECT %(manifest)s::bytea AS raw, convert_from(%(manifest)s::bytea, 'UTF8')::jsonb AS doc
+) AS m
+ON CONFLICT (id) DO UPDATE SET last_used_at = now()
+RETURNING (xmax = 0) AS created
+
+-- name: snapshot_manifest --
+-- A snapshot's manifest, only when it is at most max_bytes long (`size` says how long it is);
+-- no row for an unknown id.
+SELECT CASE WHEN octet_length(manifest) <= %(max_bytes)s THEN manifest END AS manifest,
+       octet_length(manifest) AS size
+FROM bus.workspace_snapshots
+WHERE id = %(id)s
+
+-- name: fetch_blobs --
+-- These blobs' data; one longer than a chunk comes without it.
+SELECT digest, CASE WHEN octet_length(data) <= %(max_bytes)s THEN data END AS data
+FROM bus.workspace_blobs
+WHERE digest = ANY(%(digests)s::text[])
+
+-- name: prune_snapshots --
+-- Delete one batch of snapshots unused for the retention period; returns how many.
+WITH doomed AS (
+    SELECT id FROM bus.workspace_snapshots
+    WHERE last_used_at < now() - make_interval(days => %(days)s)
+    ORDER BY last_used_at
+    LIMIT %(batch)s
+)
+DELETE FROM bus.workspace_snapshots s USING doomed d WHERE s.id = d.id
+
+-- name: prune_blobs --
+-- Delete one batch of blobs no snapshot names, stored over a day ago; returns how many.
+-- A publish marks the blobs it counts on (present_blobs) and, under that mark's row lock,
+-- a concurrent delete sees the new stored_at and leaves them.
+WITH doomed AS (
+    SELECT b.digest FROM bus.workspace_blobs b
+    WHERE b.stored_at < now() - interval '1 day'
+      AND NOT EXISTS (
+          SELECT 1 FROM bus.workspace_snapshots s WHERE s.digests @> ARRAY[b.digest]
+      )
+    ORDER BY b.stored_at
+    LIMIT %(batch)s
+)
+DELETE FROM bus.workspace_blobs b USING doomed d
+WHERE b.digest = d.digest AND b.stored_at < now() - interval '1 day'

@@ -155,3 +155,91 @@ async def test_a_repository_path_too_long_for_the_system_is_refused_at_once(
             )
         ).fetchall()
     assert [r[0]["read_ct"] for r in rows] == [1]  # refused at the first delivery
+
+
+# -- workspace snapshots ---------------------------------------------------------------------
+
+
+async def test_an_experiment_on_a_snapshot_runs_without_the_repository_on_the_worker(
+    genesis: RunningGenesis,
+    genesis_settings: Settings,
+    cluster: Cluster,
+    bus_pool: AsyncConnectionPool,
+    publisher_pool: AsyncConnectionPool,
+    genesis_db: AsyncConnectionPool,
+    genesis_replies: str,
+    repo: Path,
+) -> None:
+    published = await Publisher(publisher_pool).publish_workspace(repo)
+    request = ExperimentRequest(
+        id=f"exp-{uuid.uuid4().hex[:8]}",
+        workspace=published.id,
+        diff=BAD_DIFF,
+        test_command=TEST_COMMAND,
+        reply_to=genesis_replies,
+    )
+    await Publisher(publisher_pool).send("experiment_requests", request)
+    result = await wait_for_message(bus_pool, genesis_replies, seconds=60, request_id=request.id)
+    assert result["status"] == "completed", result
+    assert result["recommendation"] == "rollback" and result["baseline"]["passed"] == 3
+    async with genesis_db.connection() as conn:
+        row = await (
+            await conn.execute("SELECT repo FROM experiments WHERE id = %s", (request.id,))
+        ).fetchone()
+    assert row == (f"snapshot:{published.id}",)
+    pool = await open_pool(cluster.service(Role.GENESIS, Database.GENESIS), name="t", max_size=2)
+    try:
+        lab = Lab(
+            Sandbox(),
+            GenesisStore(pool),
+            genesis_settings.genesis_dir,
+            unsafe=False,
+            policy=RepositoryPolicy.from_settings(genesis_settings),
+        )
+        for action in (lab.apply(request.id), lab.rollback(request.id, "no")):
+            with pytest.raises(UsageError, match="its repository is not on this host"):
+                await action
+    finally:
+        await pool.close()
+
+
+async def test_an_unknown_snapshot_is_a_clear_error(
+    genesis: RunningGenesis, bus_pool: AsyncConnectionPool, genesis_replies: str
+) -> None:
+    request = ExperimentRequest(
+        id=f"exp-{uuid.uuid4().hex[:8]}",
+        workspace="e" * 64,
+        diff=GOOD_DIFF,
+        test_command=TEST_COMMAND,
+        reply_to=genesis_replies,
+    )
+    await Publisher(bus_pool).send("experiment_requests", request)
+    result = await wait_for_message(bus_pool, genesis_replies, request_id=request.id)
+    assert result["status"] == "error"
+    assert f"snapshot {'e' * 64} is not in the bus" in result["error"]
+
+
+@pytest.mark.parametrize("names", [{"repo": "/x", "workspace": "a" * 64}, {}])
+async def test_a_request_naming_its_repository_twice_or_never_is_dead_lettered(
+    genesis: RunningGenesis,
+    bus_pool: AsyncConnectionPool,
+    genesis_replies: str,
+    names: dict[str, str],
+) -> None:
+    request_id = f"exp-{uuid.uuid4().hex[:8]}"
+    body = {"id": request_id, "diff": GOOD_DIFF, "test_command": TEST_COMMAND, **names}
+    await Publisher(bus_pool).send(
+        "experiment_requests", {**body, "request_id": request_id, "reply_to": genesis_replies}
+    )
+    result = await wait_for_message(bus_pool, genesis_replies, request_id=request_id)
+    assert result["status"] == "error"
+    assert "names its repository once" in result["error"]
+    async with bus_pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT message FROM pgmq.q_experiment_requests_dlq "
+                "WHERE message->'original'->>'id' = %s",
+                (request_id,),
+            )
+        ).fetchall()
+    assert len(rows) == 1 and "names its repository once" in str(rows[0][0])

@@ -15,6 +15,7 @@ from singularity.genesis.limits import DEFAULT_LIMITS, limits_from_request
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.store import GenesisStore
 from singularity.genesis.workspaces.repositories import RepositoryPolicy
+from singularity.genesis.workspaces.snapshots import Snapshots
 from singularity.shared_queue import (
     Delivery,
     ExperimentRequest,
@@ -57,7 +58,12 @@ class ExperimentHandler:
     """Handles deliveries of `experiment_requests` for one Genesis process."""
 
     def __init__(
-        self, sandbox: Sandbox, store: GenesisStore, targets: ReplyTargets, settings: Settings
+        self,
+        sandbox: Sandbox,
+        store: GenesisStore,
+        targets: ReplyTargets,
+        settings: Settings,
+        snapshots: Snapshots,
     ) -> None:
         self._store = store
         self._targets = targets
@@ -67,6 +73,7 @@ class ExperimentHandler:
             settings.genesis_dir / "workspaces",
             unsafe=settings.genesis_unsafe_sandbox,
             policy=RepositoryPolicy.from_settings(settings),
+            snapshots=snapshots,
         )
 
     async def __call__(self, delivery: Delivery[ExperimentRequest]) -> Reply:
@@ -81,7 +88,8 @@ class ExperimentHandler:
         try:
             trial = Trial(
                 id=request_id,
-                repo=Path(request.repo),
+                repo=Path(request.repo) if request.repo is not None else None,
+                workspace=request.workspace,
                 diff=request.diff,
                 test_command=request.test_command,
                 limits=limits_from_request(request.limits, defaults=DEFAULT_LIMITS),

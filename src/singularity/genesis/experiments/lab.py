@@ -7,6 +7,11 @@ that baseline. Both are recorded.
 A trial that came over the bus is held to the worker's repository policy (allowed roots, no
 link followed, read as an unprivileged uid); so is applying or rolling back an experiment that
 came over the bus, whoever runs the command. A trial the CLI makes for its own user is not.
+
+A trial on a workspace snapshot (`workspace`, a snapshot id in the bus) runs on a private
+checkout of that snapshot (`workspaces.snapshots`) and needs no policy: nothing of this host is
+read. Its record names `snapshot:<id>`, and it cannot be applied or rolled back here: the
+repository it came from is on another host.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from singularity.genesis.limits import Limits
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.store import ExperimentRecord, GenesisStore
 from singularity.genesis.workspaces.repositories import RepositoryPolicy
+from singularity.genesis.workspaces.snapshots import SNAPSHOT_PREFIX, Snapshots
 
 __all__ = ["Lab", "Trial"]
 
@@ -40,7 +46,7 @@ class Trial:
     """What an experiment is asked to try."""
 
     id: str
-    repo: Path
+    repo: Path | None  # a directory on this host; None for a trial on `workspace`
     diff: str
     test_command: str
     limits: Limits
@@ -48,6 +54,7 @@ class Trial:
     junit_path: str | None = None
     agent_id: str | None = None
     over_bus: bool = False  # named by a message: held to the worker's repository policy
+    workspace: str | None = None  # a snapshot in the bus, instead of `repo`
 
 
 class Lab:
@@ -61,12 +68,14 @@ class Lab:
         *,
         unsafe: bool,
         policy: RepositoryPolicy,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self._sandbox = sandbox
         self.store = store
         self._workspaces = workspaces
         self._unsafe = unsafe
         self._policy = policy
+        self._snapshots = snapshots
 
     async def conduct(
         self,
@@ -77,31 +86,26 @@ class Lab:
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Run the experiment and record it; returns its outcome (as a dict)."""
-        if not trial.over_bus:  # the policy's own refusals say no more than its rules allow
-            try:
-                is_dir = trial.repo.is_dir()
-            except OSError:  # a path too long for the system, say: no directory either
-                is_dir = False
-            if not is_dir:
-                raise UsageError(f"repository {str(trial.repo)!r} is not a directory on this host")
         self._workspaces.mkdir(parents=True, exist_ok=True, mode=0o700)
-        outcome = await trials.run_experiment(
-            trial.repo,
-            trial.diff,
-            trial.test_command,
-            sandbox=self._sandbox,
-            limits=trial.limits,
-            workspace_root=self._workspaces,
-            llm_reduction=trial.llm_reduction,
-            junit_path=trial.junit_path,
-            progress=progress,
-            policy=self._policy if trial.over_bus else None,
-        )
+        if trial.workspace is not None:
+            if self._snapshots is None:
+                raise UsageError("this lab cannot fetch workspace snapshots from the bus")
+            (progress or (lambda _: None))("fetching the workspace snapshot")
+            disk = trial.limits.disk_mb << 20
+            async with self._snapshots.checked_out(trial.workspace, max_bytes=disk) as tree:
+                # The checkout is this worker's own private copy: no policy to hold it to.
+                outcome = await self._run(trial, tree, None, progress)
+            repo = f"{SNAPSHOT_PREFIX}{trial.workspace}"
+        else:
+            local = _local_repository(trial)
+            policy = self._policy if trial.over_bus else None
+            outcome = await self._run(trial, local, policy, progress)
+            repo = str(local.resolve())
         found = outcome.to_dict()
         record = ExperimentRecord(
             id=trial.id,
             agent_id=trial.agent_id,
-            repo=str(trial.repo.resolve()),
+            repo=repo,
             diff=trial.diff,
             test_command=trial.test_command,
             llm_reduction=trial.llm_reduction,
@@ -122,9 +126,29 @@ class Lab:
         )
         return found
 
+    async def _run(
+        self,
+        trial: Trial,
+        repo: Path,
+        policy: RepositoryPolicy | None,
+        progress: Progress | None,
+    ) -> trials.ExperimentOutcome:
+        return await trials.run_experiment(
+            repo,
+            trial.diff,
+            trial.test_command,
+            sandbox=self._sandbox,
+            limits=trial.limits,
+            workspace_root=self._workspaces,
+            llm_reduction=trial.llm_reduction,
+            junit_path=trial.junit_path,
+            progress=progress,
+            policy=policy,
+        )
+
     async def apply(self, experiment_id: str) -> list[str]:
         """Apply a recorded experiment's diff to its repository; returns the files touched."""
-        found = await self.store.experiment(experiment_id)
+        found = _on_this_host(await self.store.experiment(experiment_id), "apply")
         if found["applied_at"] is not None and found["rolled_back_at"] is None:
             raise UsageError(f"experiment {experiment_id!r} is applied already")
         repo = self._permitted(found)
@@ -135,7 +159,7 @@ class Lab:
 
     async def rollback(self, experiment_id: str, reason: str) -> list[str]:
         """Restore the baseline recorded when the experiment was applied."""
-        found = await self.store.experiment(experiment_id)
+        found = _on_this_host(await self.store.experiment(experiment_id), "roll back")
         if found["baseline"] is None or found["applied_at"] is None:
             raise UsageError(
                 f"experiment {experiment_id!r} was never applied: nothing to roll back"
@@ -154,6 +178,30 @@ class Lab:
         if found.get("reply_to") is not None:
             os.close(self._policy.open(str(repo)))
         return repo
+
+
+def _on_this_host(found: dict[str, Any], action: str) -> dict[str, Any]:
+    """The recorded experiment, unless it ran on a snapshot (its repository is elsewhere)."""
+    if found["repo"].startswith(SNAPSHOT_PREFIX):
+        raise UsageError(
+            f"cannot {action} experiment {found['id']!r}: it ran on a workspace snapshot, and "
+            "its repository is not on this host"
+        )
+    return found
+
+
+def _local_repository(trial: Trial) -> Path:
+    """The trial's repository on this host; one the CLI names must be a directory."""
+    if trial.repo is None:
+        raise UsageError("an experiment names its repository: a directory or a snapshot")
+    if not trial.over_bus:  # the policy's own refusals say no more than its rules allow
+        try:
+            is_dir = trial.repo.is_dir()
+        except OSError:  # a path too long for the system, say: no directory either
+            is_dir = False
+        if not is_dir:
+            raise UsageError(f"repository {str(trial.repo)!r} is not a directory on this host")
+    return trial.repo
 
 
 def _metrics(outcome: dict[str, Any]) -> dict[str, float]:

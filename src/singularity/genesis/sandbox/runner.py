@@ -121,15 +121,17 @@ class Sandbox:
         workdir: Path | None = None,
         env: Mapping[str, str] | None = None,
         binds: Mapping[str, Path] | None = None,
+        writable_binds: Mapping[str, Path] | None = None,
     ) -> RunResult:
         """Run `argv` in /work under `limits`; how it ended, output capped.
 
         `files` (relative paths) are written into /work first: a fresh tmpfs of `disk_mb`, or
         the host directory `workdir` bound read-write (it is handed over to the run's uid: the
         program may change anything in it; what it adds is watched, see `quota`). `binds` maps
-        sandbox paths to host paths mounted read-only (tools such as ruff). ValueError (one
-        line) for a file name, bind, command line, stdin or workdir that is not allowed;
-        SandboxUnavailable when the sandbox cannot be set up (it fails closed).
+        sandbox paths to host paths mounted read-only (tools such as ruff); `writable_binds`
+        read-write, handed over to the run's uid as `workdir` is (not watched by the quota).
+        ValueError (one line) for a file name, bind, command line, stdin or workdir that is not
+        allowed; SandboxUnavailable when the sandbox cannot be set up (it fails closed).
         """
         if not argv:
             raise ValueError("argv must name a program")
@@ -138,6 +140,7 @@ class Sandbox:
         extra = staging.checked_env(env)
         staging.checked_command(argv, extra)
         mounts = staging.checked_binds(binds)
+        mounts += staging.checked_binds(writable_binds, writable=True)
         workdir = staging.checked_workdir(workdir)
         quota = None if workdir is None else await Quota.of(workdir, limits)
         request = _Request(argv, limits, inputs, stdin, workdir, extra, mounts, quota)
@@ -166,6 +169,9 @@ class Sandbox:
             if request.workdir is not None:
                 await asyncio.to_thread(staging.hand_over, request.workdir, identity)
                 work = Bind(request.workdir, WORK, writable=True)
+            for bind in request.mounts:
+                if bind.writable:
+                    await asyncio.to_thread(staging.hand_over, bind.source, identity)
             prefix, user, work, mounts, scratch = commands.launcher(
                 stack, identity, request.limits, work, request.mounts
             )

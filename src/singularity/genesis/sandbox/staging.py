@@ -206,8 +206,9 @@ def checked_workdir(workdir: Path | None) -> Path | None:
     return workdir.resolve()
 
 
-def checked_binds(binds: Mapping[str, Path] | None) -> list[Bind]:
-    """Read-only binds by sandbox path; ValueError for a target in /work or a missing source."""
+def checked_binds(binds: Mapping[str, Path] | None, *, writable: bool = False) -> list[Bind]:
+    """Binds by sandbox path (read-only unless `writable`); ValueError for a target in /work or
+    a missing source."""
     found = []
     for target, source in (binds or {}).items():
         path = PurePosixPath(target)
@@ -215,5 +216,5 @@ def checked_binds(binds: Mapping[str, Path] | None) -> list[Bind]:
             raise ValueError(f"bind target {target!r} must be an absolute path outside /work")
         if not Path(source).exists():
             raise ValueError(f"bind source {str(source)!r} does not exist")
-        found.append(Bind(Path(source), target))
+        found.append(Bind(Path(source), target, writable))
     return found
