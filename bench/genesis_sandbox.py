@@ -1,14 +1,17 @@
 """Genesis: what the sandbox costs per job, and how many jobs a worker runs per second.
 
 Part 1, per-job overhead, in this process: a Python hello-world run (a) as a bare subprocess
-(`/usr/bin/python3 -c ...`, pipes, no isolation: the anchor), (b) through `Sandbox.run` (the
-same argv under bubblewrap with every limit), and (c) as a whole job through `execute` (the
-syntax check and the run, each sandboxed). Rounds interleave a, b and c; p50 and p99 of each
-and the ratios b/a and c/a at p50.
+(`/usr/bin/python3 -c ...`, pipes, no isolation: the anchor of jobs), (b) under bare bubblewrap
+(`bwrap --unshare-all ...` with /usr, /proc, /dev and two tmpfs mounts, nothing else: the
+anchor of `Sandbox.run`), (c) through `Sandbox.run` (the same argv with every limit and
+guarantee), and (d) as a whole job through `execute` (the syntax check and the run, one
+sandbox). Rounds interleave a to d; p50 and p99 of each, and the ratios c/b and d/a at p50.
 
 Part 2, saturation: N jobs through the bus to a Genesis worker in its own process
 (`python -m singularity run genesis`, GENESIS_CONCURRENCY = C), all sent at once, against the
 same N hello-worlds run as bare subprocesses C at a time (the anchor), in the same run.
+
+Each ratio is printed beside its target (issue 16): c/b <= 1.3, d/a <= 1.6, jobs/s >= 0.4x.
 
     python bench/genesis_sandbox.py [-n 200] [--warmup 20] [--jobs 400] [-c CPUS]
                                     [--database-url URL] [--home HOME]
@@ -42,6 +45,13 @@ from singularity.shared_queue.install import grant_publish
 
 PYTHON = "/usr/bin/python3"
 HELLO = "print('hello, world')"
+BWRAP = [
+    "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1",
+    "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+    "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev",
+    "--tmpfs", "/tmp", "--tmpfs", "/work", "--chdir", "/work",
+]  # fmt: skip
+TARGETS = {"sandbox_over_bwrap": 1.3, "job_over_bare": 1.6, "genesis_over_bare": 0.4}
 
 
 def parse() -> argparse.Namespace:
@@ -59,9 +69,9 @@ def parse() -> argparse.Namespace:
 # -- part 1 --------------------------------------------------------------------------------
 
 
-async def bare() -> None:
+async def bare(prefix: tuple[str, ...] = ()) -> None:
     proc = await asyncio.create_subprocess_exec(
-        PYTHON, "-c", HELLO,
+        *prefix, PYTHON, "-c", HELLO,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -89,13 +99,14 @@ async def timed(run: Any) -> float:
 async def overhead(args: argparse.Namespace, sandbox: Sandbox) -> dict[str, Any]:
     kinds = {
         "bare": bare,
+        "bwrap": lambda: bare(tuple(BWRAP)),
         "sandbox": lambda: sandboxed(sandbox),
         "job": lambda: job(sandbox),
     }
     samples: dict[str, list[float]] = {name: [] for name in kinds}
     total = args.warmup + args.samples
     with progress() as bar:
-        task = bar.add_task("per-job overhead (bare, sandbox, job)", total=total)
+        task = bar.add_task("per-job overhead (bare, bwrap, sandbox, job)", total=total)
         for index in range(total):
             for name, run in kinds.items():
                 elapsed = await timed(run)
@@ -103,13 +114,14 @@ async def overhead(args: argparse.Namespace, sandbox: Sandbox) -> dict[str, Any]
                     samples[name].append(elapsed)
             bar.advance(task)
     figures = {name: _spread(values) for name, values in samples.items()}
-    anchor = figures["bare"]["p50"]
+    anchor, bwrap = figures["bare"]["p50"], figures["bwrap"]["p50"]
     return {
         "samples": args.samples,
         "ms": figures,
+        "sandbox_over_bwrap_p50": round(figures["sandbox"]["p50"] / bwrap, 2),
         "sandbox_over_bare_p50": round(figures["sandbox"]["p50"] / anchor, 2),
         "job_over_bare_p50": round(figures["job"]["p50"] / anchor, 2),
-        "sandbox_added_p50_ms": round(figures["sandbox"]["p50"] - anchor, 2),
+        "sandbox_added_p50_ms": round(figures["sandbox"]["p50"] - bwrap, 2),
     }
 
 
@@ -215,18 +227,19 @@ async def _through_bus(args: argparse.Namespace, platform: Any, replies: str) ->
 
 def report(part1: dict[str, Any], part2: dict[str, Any]) -> None:
     table = Table(title=f"Per-job time, Python hello-world (ms, n = {part1['samples']})")
-    for column in ("run", "p50", "p99", "mean", "p50 / bare"):
+    for column in ("run", "p50", "p99", "mean", "p50 / bare", "p50 / bwrap"):
         table.add_column(column, justify="right" if column != "run" else "left")
-    anchor = part1["ms"]["bare"]["p50"]
+    anchor, bwrap = part1["ms"]["bare"]["p50"], part1["ms"]["bwrap"]["p50"]
     labels = {
         "bare": "(a) bare subprocess",
-        "sandbox": "(b) Sandbox.run",
-        "job": "(c) job: check + run",
+        "bwrap": "(b) bare bubblewrap",
+        "sandbox": "(c) Sandbox.run",
+        "job": "(d) job: check + run",
     }
     for name, label in labels.items():
         f = part1["ms"][name]
         table.add_row(label, f"{f['p50']:.2f}", f"{f['p99']:.2f}", f"{f['mean']:.2f}",
-                      f"{f['p50'] / anchor:.2f}")  # fmt: skip
+                      f"{f['p50'] / anchor:.2f}", f"{f['p50'] / bwrap:.2f}")  # fmt: skip
     console.print(table)
     sat = Table(title=f"Saturation: {part2['jobs']} jobs, {part2['concurrency']} at a time")
     sat.add_column("system")
@@ -235,6 +248,20 @@ def report(part1: dict[str, Any], part2: dict[str, Any]) -> None:
     sat.add_row("through the bus to Genesis", f"{part2['genesis']['jobs_per_s']:.1f}")
     sat.add_row("ratio Genesis / bare", f"{part2['genesis_over_bare']:.2f}")
     console.print(sat)
+    goals = Table(title="Targets (issue 16)")
+    for column in ("ratio", "measured", "target", "met"):
+        goals.add_column(column, justify="left" if column == "ratio" else "right")
+    measured = {
+        "sandbox_over_bwrap": part1["sandbox_over_bwrap_p50"],
+        "job_over_bare": part1["job_over_bare_p50"],
+        "genesis_over_bare": part2["genesis_over_bare"],
+    }
+    for name, value in measured.items():
+        target = TARGETS[name]
+        met = value >= target if name == "genesis_over_bare" else value <= target
+        sign = ">=" if name == "genesis_over_bare" else "<="
+        goals.add_row(name, f"{value:.2f}", f"{sign} {target}", "yes" if met else "no")
+    console.print(goals)
 
 
 async def main() -> None:

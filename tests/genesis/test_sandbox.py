@@ -18,17 +18,18 @@ from structlog.testing import capture_logs
 
 from genesis_support import SLOTS, UIDS, require_bwrap, sandbox_processes
 from singularity.genesis.limits import DEFAULT_LIMITS, HARD_LIMITS, Limits, limits_from_request
-from singularity.genesis.sandbox import PYTHON, RunResult, Sandbox, SandboxUnavailable
+from singularity.genesis.sandbox import PYTHON, RunResult, Sandbox, SandboxUnavailable, native
 from singularity.genesis.sandbox import command as commands
 
 FAST = Limits(wall_s=5.0, cpu_s=3.0)
 ROOT = os.geteuid() == 0
 
 
-@pytest.fixture
-def sandbox() -> Sandbox:
+@pytest.fixture(params=["native", "portable"])
+def sandbox(request: pytest.FixtureRequest) -> Sandbox:
+    """The sandbox with the native helper (where it builds) and with the portable chain."""
     require_bwrap()
-    return Sandbox(uid_base=UIDS, slots=SLOTS)
+    return Sandbox(uid_base=UIDS, slots=SLOTS, native_helper=request.param == "native")
 
 
 def with_marker(marker: str) -> list[int]:
@@ -370,17 +371,42 @@ async def test_a_leased_identity_is_no_other_runs_while_held(sandbox: Sandbox) -
         assert again.uid == first.uid  # given back when the block ended
 
 
-def test_the_reaper_outside_a_namespace_of_its_own_kills_nothing() -> None:
+def reaper_heads() -> dict[str, tuple[list[str], list[int]]]:
+    """Each reaper's command line start and the descriptors it needs: portable and native."""
+    heads = {"portable": (commands.python_reaper(), [])}
+    helper = native.helper()
+    if helper is not None:
+        heads["native"] = ([helper.path], [helper.fd])
+    return heads
+
+
+@pytest.mark.parametrize("kind", ["portable", "native"])
+def test_the_reaper_outside_a_namespace_of_its_own_kills_nothing(kind: str) -> None:
     """Its last act kills every process it may signal: run anywhere but as a namespace's init,
     it refuses to start. Run as a sandbox uid, so that even a failure could reach no one else."""
     require_bwrap()
+    heads = reaper_heads()
+    if kind not in heads:
+        pytest.skip("no C compiler here: workers use the portable reaper")
+    head, needs = heads[kind]
     read, write = os.pipe()
     try:
         argv = commands.reaper_argv(
-            ["true"], FAST, report=write, control=read, scope="namespace", nproc=False
+            head,
+            [((-1, 1, 2), ["true"])],
+            FAST,
+            report=write,
+            control=read,
+            scope="namespace",
+            nproc=False,
         )
         done = subprocess.run(
-            argv, pass_fds=(read, write), capture_output=True, user=UIDS, group=UIDS, timeout=30
+            argv,
+            pass_fds=(read, write, *needs),
+            capture_output=True,
+            user=UIDS,
+            group=UIDS,
+            timeout=30,
         )
     finally:
         os.close(read)

@@ -3,7 +3,7 @@
 from singularity.genesis.sandbox.command import PYTHON, SANDBOX_PATH, WORK
 from singularity.genesis.sandbox.identity import Identity
 from singularity.genesis.sandbox.result import RunResult, SandboxUnavailable
-from singularity.genesis.sandbox.runner import Sandbox
+from singularity.genesis.sandbox.runner import Sandbox, Step
 
 __all__ = [
     "PYTHON",
@@ -13,4 +13,5 @@ __all__ = [
     "RunResult",
     "Sandbox",
     "SandboxUnavailable",
+    "Step",
 ]

@@ -38,10 +38,12 @@ __all__ = [
     "inode_budget",
     "launcher",
     "process_cap",
+    "python_reaper",
     "reaper_argv",
     "sandbox_args",
     "scratch_sizes",
     "shm_mb",
+    "stage_prefix",
     "staged",
 ]
 
@@ -67,9 +69,11 @@ _ETC = (
 _HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Runs as root in a private mount namespace: mounts each sized tmpfs ("-t OPTIONS ENTRY") and
 # binds each unreachable source ("SOURCE ENTRY", SOURCE absolute) on its stage entry, then hands
-# over to the uid switch; bubblewrap then binds the stage entries as usual.
+# over to the uid switch; bubblewrap then binds the stage entries as usual. The portable twin of
+# the native helper's `stage` (reaper.c), which takes the same words.
 _STAGE_SCRIPT = (
-    'while [ "$1" != -- ]; do if [ "$1" = -t ]; then mount -t tmpfs -o "$2" tmpfs "$3" '
+    'while [ "$1" != -- ]; do if [ "$1" = -t ]; then '
+    'mount -t tmpfs -o "$2,nosuid,nodev" tmpfs "$3" '
     '|| exit 125; shift 3; else mount --bind "$1" "$2" || exit 125; shift 2; fi; done; '
     'shift; exec "$@"'
 )
@@ -105,10 +109,25 @@ def _reaper_source() -> str:
     return (Path(__file__).parent / "reaper.py").read_text()
 
 
+def python_reaper() -> list[str]:
+    """The start of the portable reaper's command line (see `reaper.py`)."""
+    return [PYTHON, "-I", "-S", "-c", _reaper_source()]
+
+
+Step = tuple[tuple[int, int, int], Sequence[str]]  # stdin (-1: none), stdout, stderr; argv
+
+
 def reaper_argv(
-    argv: Sequence[str], limits: Limits, *, report: int, control: int, scope: str, nproc: bool
+    head: Sequence[str],
+    steps: Sequence[Step],
+    limits: Limits,
+    *,
+    report: int,
+    control: int,
+    scope: str,
+    nproc: bool,
 ) -> list[str]:
-    """The reaper (PID 1 of the sandbox) running `argv` under `limits`."""
+    """The reaper (PID 1 of the sandbox, started by `head`) running `steps` under `limits`."""
     numbers = (
         max(1, math.ceil(limits.cpu_s)),
         limits.memory_mb * MIB,
@@ -116,8 +135,10 @@ def reaper_argv(
         limits.file_size_mb * MIB,
         limits.open_files,
     )
-    head = [PYTHON, "-I", "-S", "-c", _reaper_source(), scope, str(report), str(control)]
-    return [*head, *map(str, numbers), "--", *argv]
+    words = [*head, scope, str(report), str(control), *map(str, numbers)]
+    for fds, argv in steps:
+        words += ["--step", *map(str, fds), str(len(argv)), *argv]
+    return words
 
 
 def sandbox_args(
@@ -155,7 +176,9 @@ def sandbox_args(
     return [*args, "--remount-ro", "/", "--remount-ro", "/dev", "--chdir", WORK]
 
 
-def _system() -> list[str]:
+@functools.cache
+def _system() -> tuple[str, ...]:
+    # Once per worker: the host's layout of / and /etc does not change under it.
     args = ["--ro-bind", "/usr", "/usr"]
     for name in _ROOT_DIRS:
         host = Path("/", name)
@@ -166,7 +189,7 @@ def _system() -> list[str]:
     args += ["--perms", "0755", "--dir", "/etc"]
     for entry in (*_ETC, *sorted(p.name for p in Path("/etc").glob("python3.*"))):
         args += ["--ro-bind-try", f"/etc/{entry}", f"/etc/{entry}"]
-    return args
+    return tuple(args)
 
 
 def shm_mb(limits: Limits) -> int:
@@ -203,24 +226,26 @@ def staged(
     stage: Path,
     identity: Identity,
     scratch: Mapping[str, int] | None = None,
+    scratch_stage: Path | None = None,
 ) -> tuple[list[str], list[Bind], dict[str, Bind]]:
-    """The prefix that stages mounts (as root) and switches uid, and the binds to use instead.
+    """The words that stage mounts (as root), and the binds to use instead.
 
     bubblewrap mounts as the sandbox's uid, by name, so it cannot bind a path under a directory
     only root may enter (a workspace under a private directory, a tool under /root), nor give
     a tmpfs an inode limit (it has no option for it). A root worker, in a mount namespace of
     this run only, binds each such path onto an entry of `stage` (a directory the uid may
     enter), and mounts each tmpfs of `scratch` (target: size in MB) sized, with an inode limit
-    and owned by the uid, on one; bubblewrap binds those entries. Returns the prefix, the
-    replaced binds, and the tmpfs binds by target.
+    and owned by the uid, on one; bubblewrap binds those entries. Returns the words ("-t
+    OPTIONS ENTRY" per tmpfs, "SOURCE ENTRY" per bind), the replaced binds, and the tmpfs
+    binds by target; `stage_prefix` turns the words into a command line. The tmpfs entries are
+    made in `scratch_stage` when given (they may exist already: they are only mount points).
     """
-    prefix = [_need("unshare"), "--mount", "--propagation", "private", "--"]
-    prefix += ["/bin/sh", "-c", _STAGE_SCRIPT, "stage"]
+    words = []
     made = {}
     for index, (target, size_mb) in enumerate((scratch or {}).items()):
-        entry = stage / f"tmpfs{index}"
-        entry.mkdir(mode=0o755)
-        prefix += ["-t", _tmpfs_options(size_mb, identity), str(entry)]
+        entry = (scratch_stage or stage) / f"tmpfs{index}"
+        entry.mkdir(mode=0o755, exist_ok=scratch_stage is not None)
+        words += ["-t", _tmpfs_options(size_mb, identity), str(entry)]
         made[target] = Bind(entry, target, writable=True)
     replaced = []
     for index, bind in enumerate(binds):
@@ -229,15 +254,34 @@ def staged(
             entry.mkdir(mode=0o755)
         else:
             entry.touch(mode=0o644)
-        prefix += [str(bind.source.absolute()), str(entry)]
+        words += [str(bind.source.absolute()), str(entry)]
         replaced.append(Bind(entry, bind.target, bind.writable))
+    return words, replaced, made
+
+
+def stage_prefix(
+    words: Sequence[str], identity: Identity, limits: Limits, helper: str | None
+) -> list[str]:
+    """What runs before bubblewrap on a root worker: the mounts of `words`, the uid's process
+    cap, the switch to the uid. One program with the native `helper`, else util-linux's."""
+    if helper is not None:
+        numbers = (identity.uid, identity.gid, _host_processes(limits))
+        return [helper, "stage", *map(str, numbers), *words, "--"]
+    prefix = [_need("unshare"), "--mount", "--propagation", "private", "--"]
+    prefix += ["/bin/sh", "-c", _STAGE_SCRIPT, "stage", *words]
     prefix += ["--", _need("setpriv"), "--reuid", str(identity.uid), "--regid", str(identity.gid)]
-    return [*prefix, "--clear-groups", "--"], replaced, made
+    return [*prefix, "--clear-groups", "--", *process_cap(limits)]
 
 
 def _tmpfs_options(size_mb: int, identity: Identity) -> str:
+    # nosuid and nodev are added by the mounter (flags for the helper, options for mount(8)).
     size = f"size={size_mb * MIB},nr_inodes={inode_budget(size_mb)}"
-    return f"{size},mode=0755,uid={identity.uid},gid={identity.gid},nosuid,nodev"
+    return f"{size},mode=0755,uid={identity.uid},gid={identity.gid}"
+
+
+def _host_processes(limits: Limits) -> int:
+    # The tree's processes, its reaper, and bubblewrap itself.
+    return limits.processes + 2
 
 
 def process_cap(limits: Limits) -> list[str]:
@@ -246,7 +290,7 @@ def process_cap(limits: Limits) -> list[str]:
     The tree's own limit is set by the reaper inside the user namespace; this one, set before
     bubblewrap creates the namespace, also bounds the namespace from outside.
     """
-    return [_need("prlimit"), f"--nproc={limits.processes + 2}", "--"]
+    return [_need("prlimit"), f"--nproc={_host_processes(limits)}", "--"]
 
 
 def _need(name: str) -> str:
@@ -264,23 +308,37 @@ def launcher(
     limits: Limits,
     work: Bind | None,
     mounts: list[Bind],
+    helper: str | None = None,
 ) -> tuple[list[str], int | None, Bind | None, list[Bind], dict[str, Bind]]:
     """The prefix before bubblewrap, the uid to switch to, the (maybe staged) binds, and the
-    tmpfs mounts already made (a root worker stages them all; see `staged`)."""
+    tmpfs mounts already made (a root worker stages them all; see `staged`); `helper` is the
+    native helper's path, when there is one."""
     if not identity.dedicated:
         return [], None, work, mounts, {}
     binds = [work, *mounts] if work is not None else list(mounts)
     hidden = [bind for bind in binds if not reachable(bind.source, identity)]
-    STAGE_DIR.mkdir(mode=0o711, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix="run-", dir=STAGE_DIR))
-    stack.callback(shutil.rmtree, stage, ignore_errors=True)
-    os.chmod(stage, 0o711)
-    prefix, replaced, made = staged(hidden, stage, identity, scratch_sizes(limits, work))
+    # The uid's own stage, kept: only one run holds the uid at a time, and its tmpfs entries
+    # are empty mount points on the host (the mounts live in the run's mount namespace only).
+    stage = _stage_of(identity)
+    entries = stage
+    if hidden:  # a file or a directory each: made for this run, removed after it
+        entries = Path(tempfile.mkdtemp(prefix="run-", dir=stage))
+        stack.callback(shutil.rmtree, entries, ignore_errors=True)
+        os.chmod(entries, 0o711)
+    scratch = scratch_sizes(limits, work)
+    words, replaced, made = staged(hidden, entries, identity, scratch, scratch_stage=stage)
     swap = {id(old): new for old, new in zip(hidden, replaced, strict=True)}
     binds = [swap.get(id(bind), bind) for bind in binds]
     if work is not None:
         work, binds = binds[0], binds[1:]
-    return [*prefix, *process_cap(limits)], None, work, binds, made
+    return stage_prefix(words, identity, limits, helper), None, work, binds, made
+
+
+def _stage_of(identity: Identity) -> Path:
+    STAGE_DIR.mkdir(mode=0o711, exist_ok=True)
+    stage = STAGE_DIR / f"uid-{identity.uid}"
+    stage.mkdir(mode=0o711, exist_ok=True)
+    return stage
 
 
 def etc_files(identity: Identity) -> dict[str, bytes]:

@@ -11,6 +11,12 @@ A uid is held with a lock file (flock, released by the kernel if the worker dies
 processes on one host never share one, and a uid that still has processes (a leftover of a
 crashed worker, a zombie its init has not reaped yet) is passed over. The range must be used by
 nothing else on the host.
+
+Finding a uid without processes takes a read of every host process's status (milliseconds on a
+busy host), so a pool keeps the lock of a uid whose sandbox run ended cleanly (a run returns
+only once its tree is gone) and hands it to the next run without a look: no other worker could
+take it meanwhile. A run that ended otherwise (cancelled, failed), and any other lease, gives
+its lock back to the kernel, and the next to take that uid looks first.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import contextlib
 import fcntl
 import itertools
 import os
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -54,6 +61,8 @@ class UidPool:
             raise ValueError("uid_base and slots must be positive and stay below 2**31")
         self.base = base
         self.slots = slots
+        self._idle: dict[int, int] = {}  # uid: its held lock, of runs that ended cleanly
+        weakref.finalize(self, _release_all, self._idle)
 
     @property
     def switching(self) -> bool:
@@ -61,16 +70,29 @@ class UidPool:
         return os.geteuid() == 0
 
     @asynccontextmanager
-    async def lease(self) -> AsyncIterator[Identity]:
-        """A uid no other run on this host holds, for the length of the block."""
+    async def lease(self, *, keep: bool = False) -> AsyncIterator[Identity]:
+        """A uid no other run on this host holds, for the length of the block.
+
+        `keep`: the block is a sandbox run, which leaves no process behind when it returns;
+        the uid may then be kept for the next such block (see the module's docstring).
+        """
         if not self.switching:
             yield Identity(os.getuid(), os.getgid(), dedicated=False)
             return
-        uid, lock = await self._take()
+        if keep and self._idle:
+            uid = min(self._idle)  # the lowest: a worker's runs keep to a few uids
+            lock = self._idle.pop(uid)
+        else:
+            uid, lock = await self._take()
+        clean = False
         try:
             yield Identity(uid, uid, dedicated=True)
+            clean = True
         finally:
-            os.close(lock)  # closing the descriptor releases the flock
+            if clean and keep:
+                self._idle[uid] = lock
+            else:
+                os.close(lock)  # closing the descriptor releases the flock
 
     async def _take(self) -> tuple[int, int]:
         for attempt in itertools.count():
@@ -82,6 +104,13 @@ class UidPool:
                 log.warning("sandbox_uids_exhausted", base=self.base, slots=self.slots)
             await asyncio.sleep(_WAIT_S)  # the next run to end frees one
         raise AssertionError("not reached")
+
+
+def _release_all(idle: dict[int, int]) -> None:
+    for lock in idle.values():
+        with contextlib.suppress(OSError):
+            os.close(lock)
+    idle.clear()
 
 
 def _lock(uid: int) -> int | None:

@@ -1,5 +1,8 @@
 """The descriptors of one run: pipes to and from the sandbox, memfds of its inputs.
 
+Each step of a run has its own stdout and stderr pipes (the reaper gives them to that step
+only), so its output and its caps are its own.
+
 Every descriptor is closed exactly once: a second close, after the number was reused by a
 concurrent run, would close someone else's.
 """
@@ -52,6 +55,9 @@ class Pipes:
 
     def __init__(self, stack: contextlib.ExitStack, fds: Fds, *, status: bool) -> None:
         self.fds = fds
+        self._stack = stack
+        self._steps: list[tuple[int, int, int]] = []  # each step's stdin, stdout, stderr
+        self.outputs: list[tuple[IO[bytes], IO[bytes]]] = []  # the host's ends of those
         self.report: IO[bytes]
         self.report, self.report_w = self._pipe(stack)
         self.control_r, self.control_w = (fds.own(fd) for fd in os.pipe())
@@ -66,14 +72,39 @@ class Pipes:
         stack.callback(reader.close)
         return reader, self.fds.own(write)
 
+    def add_step(self, stdin: bytes | None) -> None:
+        """Pipes of a step's own: its output (read by the host), its stdin (none: /dev/null)."""
+        out, out_w = self._pipe(self._stack)
+        err, err_w = self._pipe(self._stack)
+        stdin_fd = -1 if stdin is None else self.fds.memfd(stdin)
+        self._steps.append((stdin_fd, out_w, err_w))
+        self.outputs.append((out, err))
+
     @property
     def inherited(self) -> list[int]:
-        """What the sandbox inherits: the write ends the host reads, the control read end."""
+        """What the sandbox inherits: the write ends the host reads, the control read end,
+        and each step's descriptors."""
         ends = [self.report_w, self.control_r]
+        ends += [fd for fds in self._steps for fd in fds if fd >= 0]
         return [*ends, self.status_w] if self.status_w >= 0 else ends
 
-    def reaper(self, argv: Sequence[str], limits: Limits, *, scope: str, nproc: bool) -> list[str]:
-        """The reaper's command line, wired to these pipes."""
+    def reaper(
+        self,
+        head: Sequence[str],
+        argvs: Sequence[Sequence[str]],
+        limits: Limits,
+        *,
+        scope: str,
+        nproc: bool,
+    ) -> list[str]:
+        """The reaper's command line (`head` starts it) running `argvs`, wired to these pipes."""
+        steps = list(zip(self._steps, argvs, strict=True))
         return commands.reaper_argv(
-            argv, limits, report=self.report_w, control=self.control_r, scope=scope, nproc=nproc
+            head,
+            steps,
+            limits,
+            report=self.report_w,
+            control=self.control_r,
+            scope=scope,
+            nproc=nproc,
         )

@@ -1,11 +1,14 @@
 """One spawned sandbox, followed to its end: output read, limits watched, the tree killed, reaped.
 
-Both output pipes are read as they fill, each kept up to its cap; going past the cap, like the
-wall clock running out, stops the run. Stopping asks the reaper (through its control pipe) to
-kill the tree and report; if it does not answer within a grace period, the sandbox's PID 1 is
-killed (the kernel then kills its whole namespace), and last bubblewrap itself. The process is
-reaped with a pidfd, so no other waiter in the worker can take its status. Last, the host is
-swept for anything left in the run's PID namespace (there should be nothing).
+A sandbox runs one or more steps one after another (see `reaper.py`). Each step's output pipes
+are read as they fill, each kept up to its cap; going past the cap, like the step's wall clock
+running out (it starts when the previous step ends), stops the run. Stopping asks the reaper
+(through its control pipe) to kill the tree and report; if it does not answer within a grace
+period, the sandbox's PID 1 is killed (the kernel then kills its whole namespace), and last
+bubblewrap itself. The process is reaped with a pidfd, so no other waiter in the worker can
+take its status. Last, unless the
+reaper said its last word (written only once it has killed and reaped everything else in its
+namespace), the host is swept for anything left in the run's PID namespace.
 """
 
 from __future__ import annotations
@@ -27,92 +30,28 @@ import structlog
 
 from singularity.genesis.sandbox import sweep
 from singularity.genesis.sandbox.command import Command
+from singularity.genesis.sandbox.streams import Capture, Report, StepSeen
 
-__all__ = ["Child", "Report", "Supervised"]
+__all__ = ["Child", "Supervised"]
 
 log = structlog.get_logger(__name__)
 
 GRACE_S = 1.0  # for the reaper to kill the tree and report
 KILL_WAIT_S = 5.0  # for the kernel to tear a namespace down after its PID 1 is killed
 DRAIN_S = 2.0  # for the pipes to reach EOF once the tree is gone
-_CHUNK = 1 << 16
-
-
-@dataclass(frozen=True)
-class Report:
-    """The reaper's last line: how the program ended, and the tree's rusage."""
-
-    signal: int | None
-    exit_code: int | None
-    cpu_ms: float
-    max_rss_kb: int
-
-    @classmethod
-    def parse(cls, text: str) -> Report | None:
-        """The report in the reaper's output, or None when it never got to write one."""
-        for line in reversed(text.splitlines()):
-            words = line.split()
-            if len(words) == 6 and words[0] in ("exit", "signal"):
-                code, user, system, rss = int(words[1]), float(words[2]), float(words[3]), words[4]
-                signum = code if words[0] == "signal" else None
-                exit_code = code if words[0] == "exit" else None
-                return cls(signum, exit_code, (user + system) * 1000, int(rss))
-        return None
+_SETUP_BYTES = 1 << 16  # of bubblewrap's own messages (and the reaper's report), kept
 
 
 @dataclass(frozen=True)
 class Supervised:
     """Everything the host saw of one sandbox."""
 
-    report: Report | None
+    steps: list[StepSeen]  # those the reaper started (or the first, if none was), in order
     wait_status: int
-    stdout: bytes
-    stderr: bytes
-    stdout_truncated: bool
-    stderr_truncated: bool
-    timed_out: bool
-    output_limited: bool
-    disk_limited: bool  # the guard found the work directory over its quota
+    setup_stderr: bytes  # bubblewrap's own messages (and the reaper's, had it failed)
     stopped: bool  # the host ended the run (time, output, or the reaper not answering)
-    started: bool  # the reaper started the program: the sandbox itself was set up
-    wall_ms: float
+    started: bool  # the reaper started a step: the sandbox itself was set up
     status: dict[str, Any]  # bubblewrap's status documents, merged
-
-
-class _Capture:
-    """Bytes of one stream up to a cap; past it, the rest is discarded and `on_overflow` told."""
-
-    def __init__(self, cap: int, on_overflow: Callable[[], None] = lambda: None) -> None:
-        self.data = bytearray()
-        self.truncated = False
-        self._cap = cap
-        self._on_overflow = on_overflow
-
-    async def drain(
-        self, pipe: IO[bytes], each_line: Callable[[bytes], None] | None = None
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=_CHUNK)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), pipe
-        )
-        try:
-            while chunk := await (reader.readline() if each_line else reader.read(_CHUNK)):
-                self._take(chunk)
-                if each_line:
-                    each_line(chunk)
-        finally:
-            transport.close()
-
-    def _take(self, chunk: bytes) -> None:
-        room = self._cap - len(self.data)
-        if len(chunk) <= room:
-            self.data += chunk
-            return
-        self.data += chunk[: max(room, 0)]
-        if not self.truncated:
-            self.truncated = True
-            self._on_overflow()
 
 
 class Child:
@@ -132,19 +71,21 @@ class Child:
         self.status: dict[str, Any] = {}
         self.started = False
         self.stopped = False
-        self.overflowed = False  # a stream went past its cap
-        self.guarded = False  # the guard returned: a limit it watches was hit
+        self.finished = False  # the reaper wrote its last report: only it is left
+        self._seen: list[StepSeen] = []
+        self._progress = asyncio.Event()  # a step ended
+        self._last_end = 0.0
         self.limit_hit = asyncio.Event()  # either: the run must stop
         self._reaped: int | None = None
 
     @classmethod
-    def spawn(cls, command: Command, stdin: int | None, *, control: int, namespace: bool) -> Child:
+    def spawn(cls, command: Command, *, control: int, namespace: bool) -> Child:
         """Start `command`; writing to `control` asks its reaper to stop."""
         switch = {} if command.user is None else {"user": command.user, "group": command.user}
         popen = subprocess.Popen(
             command.argv,
-            stdin=subprocess.DEVNULL if stdin is None else stdin,
-            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,  # each step has a stdin of its own
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             pass_fds=command.pass_fds,
             env=command.env,
@@ -161,27 +102,32 @@ class Child:
         output_bytes: int,
         report: IO[bytes],
         status: IO[bytes] | None,
+        outputs: list[tuple[IO[bytes], IO[bytes]]],
         guard: Callable[[], Awaitable[None]] | None = None,
     ) -> Supervised:
-        """Follow the run to its end (the program's, or the limits'); reaps the process.
+        """Follow the run to its end (the last step's, or a limit's); reaps the process.
 
-        `guard`, when given, runs beside the program; its return stops the run (a limit the
-        host watches, such as a work directory's quota, was hit).
+        `outputs` are each step's stdout and stderr. The wall clock and the output caps apply
+        to each step. `guard`, when given, runs beside the steps; its return stops the run (a
+        limit the host watches, such as a work directory's quota, was hit).
         """
         started = time.monotonic()
-        out, err = _Capture(output_bytes, self._overflow), _Capture(output_bytes, self._overflow)
-        said = _Capture(1 << 16)
-        readers = self._read(out, err, said, report, status)
+        self._seen = [self._step(index, output_bytes) for index in range(len(outputs))]
+        self._seen[0].started_at = started
+        setup = Capture(_SETUP_BYTES)
+        readers = self._read(setup, report, status, outputs)
         exited = asyncio.ensure_future(_readable(self._pidfd))
         guarding = [asyncio.ensure_future(self._guard(guard))] if guard is not None else []
         try:
-            timed_out = not await _first(exited, self.limit_hit, within=wall_s)
+            if not await self._follow(exited, wall_s):
+                self._current().timed_out = True
             if not exited.done():
                 await self._end(exited)
-            wall_ms = (time.monotonic() - started) * 1000
+            ended = time.monotonic()
             await _finish(readers)
             wait_status = self._reap()
-            await self._sweep()
+            if not self.finished:
+                await self._sweep()
         finally:
             # The tree is gone before any pipe closes: bubblewrap, still setting up, dies of
             # SIGPIPE writing its status to a closed pipe, and leaves its child waiting forever.
@@ -192,39 +138,62 @@ class Child:
                 task.cancel()
             await asyncio.gather(exited, *readers, *guarding, return_exceptions=True)
             self._close()
+        for seen in self._seen:
+            if seen.ended_at is None:
+                seen.ended_at = ended
+        ran = [seen for seen in self._seen if seen.started] or self._seen[:1]
         return Supervised(
-            report=Report.parse(said.data.decode(errors="replace")),
+            steps=ran,
             wait_status=wait_status,
-            stdout=bytes(out.data),
-            stderr=bytes(err.data),
-            stdout_truncated=out.truncated,
-            stderr_truncated=err.truncated,
-            timed_out=timed_out and not self.limit_hit.is_set(),
-            output_limited=self.overflowed,
-            disk_limited=self.guarded,
+            setup_stderr=bytes(setup.data),
             stopped=self.stopped,
-            started=self.started or said.data.startswith(b"pid"),
-            wall_ms=wall_ms,
+            started=self.started,
             status=self.status,
         )
 
+    def _step(self, index: int, output_bytes: int) -> StepSeen:
+        def overflow() -> None:
+            self._seen[index].output_limited = True
+            self.limit_hit.set()
+
+        return StepSeen(Capture(output_bytes, overflow), Capture(output_bytes, overflow))
+
+    def _current(self) -> StepSeen:
+        """The step running now (or the last one to run)."""
+        ended = sum(seen.report is not None for seen in self._seen)
+        return self._seen[min(ended, len(self._seen) - 1)]
+
+    async def _follow(self, exited: asyncio.Future[None], wall_s: float) -> bool:
+        """Wait for the end or a limit; False when a step's clock ran out first."""
+        deadline = (self._seen[0].started_at or time.monotonic()) + wall_s
+        while not (exited.done() or self.limit_hit.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0 or not await _first(exited, self.limit_hit, self._progress, within=left):
+                return False
+            if self._progress.is_set():
+                self._progress.clear()
+                deadline = self._last_end + wall_s  # the next step's clock starts
+        return True
+
     def _read(
         self,
-        out: _Capture,
-        err: _Capture,
-        said: _Capture,
+        setup: Capture,
         report: IO[bytes],
         status: IO[bytes] | None,
+        outputs: list[tuple[IO[bytes], IO[bytes]]],
     ) -> list[asyncio.Task[None]]:
-        """Tasks reading the program's streams, the reaper's report and bubblewrap's status."""
-        assert self.popen.stdout is not None and self.popen.stderr is not None
+        """Tasks reading the steps' streams, the reaper's report and bubblewrap's own output."""
+        assert self.popen.stderr is not None
+        said = Capture(_SETUP_BYTES)
         readers = [
-            asyncio.create_task(out.drain(self.popen.stdout)),
-            asyncio.create_task(err.drain(self.popen.stderr)),
+            asyncio.create_task(setup.drain(self.popen.stderr)),
             asyncio.create_task(said.drain(report, self._reaper_line)),
         ]
+        for seen, (out, err) in zip(self._seen, outputs, strict=True):
+            readers.append(asyncio.create_task(seen.stdout.drain(out)))
+            readers.append(asyncio.create_task(seen.stderr.drain(err)))
         if status is not None:
-            told = _Capture(1 << 16)
+            told = Capture(_SETUP_BYTES)
             readers.append(asyncio.create_task(told.drain(status, self._status_line)))
         return readers
 
@@ -233,25 +202,37 @@ class Child:
             inode = os.fstat(self._namespace_fd).st_ino
             await sweep.sweep(sweep.in_namespace(inode), what="namespace")
 
-    def _overflow(self) -> None:
-        self.overflowed = True
-        self.limit_hit.set()
-
     async def _guard(self, guard: Callable[[], Awaitable[None]]) -> None:
         try:
             await guard()
         except Exception:  # a guard that fails stops nothing; the run's own limits still hold
             log.exception("sandbox_guard_failed", pid=self.pid)
             return
-        self.guarded = True
+        self._current().disk_limited = True
         self.limit_hit.set()
 
     def _reaper_line(self, line: bytes) -> None:
-        words = line.split()
-        if len(words) == 2 and words[0] == b"pid":
-            self.started = True
+        words = line.decode(errors="replace").split()
+        if len(words) < 3 or words[0] not in ("pid", "end") or not words[1].isdigit():
+            return
+        index = int(words[1])
+        if index >= len(self._seen):
+            return
+        seen = self._seen[index]
+        if words[0] == "pid" and len(words) == 3 and words[2].isdigit():
+            self.started = seen.started = True
             if not self._namespace:
-                self._group = int(words[1])
+                self._group = int(words[2])
+            return
+        seen.report = Report.parse(words[2:])
+        if seen.report is None:
+            return
+        self._last_end = seen.ended_at = time.monotonic()
+        if index + 1 < len(self._seen) and seen.report.exit_code == 0 and not seen.report.stopped:
+            self._seen[index + 1].started_at = self._last_end
+        else:
+            self.finished = True  # the reaper's last word: it returns next
+        self._progress.set()
 
     def _status_line(self, line: bytes) -> None:
         with contextlib.suppress(ValueError):
@@ -416,18 +397,15 @@ async def _readable(fd: int) -> None:
         loop.remove_reader(fd)
 
 
-async def _first(
-    exited: asyncio.Future[None], event: asyncio.Event | None = None, *, within: float
-) -> bool:
-    """Wait for the exit (or the event) at most `within` seconds; whether either came."""
-    waiters: set[asyncio.Future[Any]] = {exited}
-    flag = asyncio.ensure_future(event.wait()) if event is not None else None
-    if flag is not None:
-        waiters.add(flag)
+async def _first(exited: asyncio.Future[None], *events: asyncio.Event, within: float) -> bool:
+    """Wait for the exit (or any of the events) at most `within` seconds; whether one came."""
+    flags = [asyncio.ensure_future(event.wait()) for event in events]
     try:
-        done, _ = await asyncio.wait(waiters, timeout=within, return_when="FIRST_COMPLETED")
+        done, _ = await asyncio.wait(
+            {exited, *flags}, timeout=within, return_when="FIRST_COMPLETED"
+        )
     finally:
-        if flag is not None:
+        for flag in flags:
             flag.cancel()
     return bool(done)
 

@@ -10,13 +10,17 @@ when init has a handler for it, and Python installs one for SIGINT: so the reape
 signal it does not use (SIGCHLD, its wake-up, is harmless to receive), and gives the program
 every default back.
 
-Arguments: SCOPE REPORT_FD CONTROL_FD CPU_S AS_BYTES NPROC FSIZE NOFILE -- ARGV...
-SCOPE is "namespace" (kill everything else in the PID namespace when done) or "group" (the
-unsafe mode, where there is no namespace: kill the program's process group only).
+Arguments: SCOPE REPORT_FD CONTROL_FD CPU_S AS_BYTES NPROC FSIZE NOFILE, then per step
+`--step IN OUT ERR COUNT WORD...` (IN -1: /dev/null). SCOPE is "namespace" (kill everything
+else in the PID namespace after each step) or "group" (the unsafe mode, where there is no
+namespace: kill the step's process group only).
 
-It writes to REPORT_FD a line "pid N" once the program is started, then at the end one line
-"exit CODE|signal NUMBER USER_S SYS_S MAX_RSS_KB STOPPED". A byte on CONTROL_FD (or its EOF,
-when the host is gone) stops the run: the tree is killed and the report still written.
+For step K it writes to REPORT_FD "pid K N" once the step's program is started, then "end K
+exit CODE|signal NUMBER USER_S SYS_S MAX_RSS_KB STOPPED" once its whole tree is gone (the
+rusage of that step's processes only). A step that does not exit 0 is the last. A byte on
+CONTROL_FD (or its EOF, when the host is gone) stops the run: the tree is killed and the
+report still written. The native helper (`reaper.c`) does the same, faster to start: the two
+must stay alike.
 """
 
 from __future__ import annotations
@@ -36,31 +40,64 @@ _LIMITS = (
 )
 
 
+class _Usage:
+    """The rusage of one step's processes, summed as they are reaped."""
+
+    def __init__(self) -> None:
+        self.user = self.system = 0.0
+        self.max_rss = 0
+
+    def add(self, usage: resource.struct_rusage) -> None:
+        self.user += usage.ru_utime
+        self.system += usage.ru_stime
+        self.max_rss = max(self.max_rss, usage.ru_maxrss)
+
+
 def main(args: list[str]) -> int:
-    """Run the program given after `--`; returns its exit code (128 + N for signal N)."""
-    scope, report, control = args[0], int(args[1]), int(args[2])
-    numbers = [int(value) for value in args[3:8]]
-    command = args[args.index("--") + 1 :]
-    if scope == "namespace" and os.getpid() != 1:
+    """Run the steps; returns the last one's exit code (128 + N for signal N)."""
+    scope = args[0] if args else ""
+    if scope != "group" and os.getpid() != 1:
         # Its last act kills every process it may signal: only a namespace's init may do that.
         os.write(2, b"sandbox: the reaper must be PID 1 of its own PID namespace\n")
         return 125
+    report, control = int(args[1]), int(args[2])
+    numbers = [int(value) for value in args[3:8]]
+    steps = _steps(args[8:])
     _undumpable()
     _ignore_signals()
     if numbers[2]:
-        # The tree's process limit holds here too: this process forks once, and a program that
-        # found a way to run code here could not fork past the limit either.
+        # The tree's process limit holds here too: this process forks once per step, and a
+        # program that found a way to run code here could not fork past the limit either.
         resource.setrlimit(resource.RLIMIT_NPROC, (numbers[2], numbers[2]))
     wake = _wakeup_pipe()
-    pid = _spawn(command, numbers, scope)
-    os.write(report, f"pid {pid}\n".encode())
-    status, stopped = _watch(pid, wake, control)
-    status = _kill_tree(scope, pid, status)
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    kind, code = _status(status)
-    line = f"{kind} {code} {usage.ru_utime:.6f} {usage.ru_stime:.6f} {usage.ru_maxrss} {stopped:d}"
-    os.write(report, (line + "\n").encode())
-    return code if kind == "exit" else 128 + code
+    code = 0
+    for index, (fds, command) in enumerate(steps):
+        usage = _Usage()
+        pid = _spawn(command, fds, numbers, scope)
+        os.write(report, f"pid {index} {pid}\n".encode())
+        status, stopped = _watch(pid, wake, control, usage)
+        status = _kill_tree(scope, pid, status, usage)
+        for fd in fds:
+            if fd > 2:  # the step's streams end with it: the host reads them to their EOF
+                os.close(fd)
+        kind, code = _status(status)
+        figures = f"{usage.user:.6f} {usage.system:.6f} {usage.max_rss} {stopped:d}"
+        os.write(report, f"end {index} {kind} {code} {figures}\n".encode())
+        if stopped or kind != "exit" or code != 0:
+            return code if kind == "exit" else 128 + code
+    return code
+
+
+def _steps(words: list[str]) -> list[tuple[list[int], list[str]]]:
+    steps = []
+    while words:
+        if words[0] != "--step":
+            raise SystemExit(125)
+        fds = [int(word) for word in words[1:4]]
+        count = int(words[4])
+        steps.append((fds, words[5 : 5 + count]))
+        words = words[5 + count :]
+    return steps
 
 
 def _undumpable() -> None:
@@ -93,12 +130,12 @@ def _wakeup_pipe() -> int:
     return read
 
 
-def _spawn(command: list[str], numbers: list[int], scope: str) -> int:
+def _spawn(command: list[str], fds: list[int], numbers: list[int], scope: str) -> int:
     pid = os.fork()
     if pid:
         return pid
     try:
-        _become_program(command, numbers, scope)
+        _become_program(command, fds, numbers, scope)
     except OSError as exc:
         os.write(2, f"sandbox: cannot execute {command[0]}: {exc.strerror}\n".encode())
         os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
@@ -107,7 +144,7 @@ def _spawn(command: list[str], numbers: list[int], scope: str) -> int:
     return 0  # not reached: _become_program execs or raises
 
 
-def _become_program(command: list[str], numbers: list[int], scope: str) -> None:
+def _become_program(command: list[str], fds: list[int], numbers: list[int], scope: str) -> None:
     if scope == "group":
         os.setpgid(0, 0)
     # What the reaper ignores (and Python's SIGPIPE and SIGXFSZ) would stay ignored across exec:
@@ -115,6 +152,9 @@ def _become_program(command: list[str], numbers: list[int], scope: str) -> None:
     for signum in _catchable():
         signal.signal(signum, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
+    stdin = fds[0] if fds[0] >= 0 else os.open("/dev/null", os.O_RDONLY)
+    for target, fd in enumerate((stdin, fds[1], fds[2])):
+        os.dup2(fd, target)
     os.closerange(3, 1 << 20)
     cpu = numbers[0]
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU first, SIGKILL a second on
@@ -126,14 +166,14 @@ def _become_program(command: list[str], numbers: list[int], scope: str) -> None:
     os.execvp(command[0], command)
 
 
-def _watch(pid: int, wake: int, control: int) -> tuple[int | None, bool]:
-    """Reap children until the program exits or the host asks to stop."""
+def _watch(pid: int, wake: int, control: int, usage: _Usage) -> tuple[int | None, bool]:
+    """Reap children until the step's program exits or the host asks to stop."""
     while True:
         ready, _, _ = select.select([wake, control], [], [])
         if control in ready:
-            return _reap_ready(pid, None), True
+            return _reap_ready(pid, None, usage), True
         _drain(wake)
-        status = _reap_ready(pid, None)
+        status = _reap_ready(pid, None, usage)
         if status is not None:
             return status, False
 
@@ -146,21 +186,22 @@ def _drain(fd: int) -> None:
         pass
 
 
-def _reap_ready(pid: int, status: int | None) -> int | None:
+def _reap_ready(pid: int, status: int | None, usage: _Usage) -> int | None:
     """Reap every child that has exited; the program's status once it is among them."""
     while True:
         try:
-            child, found = os.waitpid(-1, os.WNOHANG)
+            child, found, rusage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
             return status
         if child == 0:
             return status
+        usage.add(rusage)
         if child == pid:
             status = found
 
 
-def _kill_tree(scope: str, pid: int, status: int | None) -> int:
-    """Kill what is left of the tree, reap it all; returns the program's wait status."""
+def _kill_tree(scope: str, pid: int, status: int | None, usage: _Usage) -> int:
+    """Kill what is left of the step's tree, reap it all; returns the program's wait status."""
     for _ in range(1000):
         try:
             if scope == "namespace":
@@ -169,16 +210,17 @@ def _kill_tree(scope: str, pid: int, status: int | None) -> int:
                 os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             break
-        status = _reap_ready(pid, status)
+        status = _reap_ready(pid, status, usage)
         time.sleep(0.001)
     while status is None:
         try:
-            child, found = os.waitpid(-1, 0)
+            child, found, rusage = os.wait4(-1, 0)
         except ChildProcessError:
             break
+        usage.add(rusage)
         if child == pid:
             status = found
-    _reap_ready(pid, status)
+    _reap_ready(pid, status, usage)
     return status if status is not None else signal.SIGKILL
 
 

@@ -6,11 +6,20 @@ no capabilities, no new privileges (set-uid files do not elevate), a new session
 with the worker. The tree runs as an unprivileged uid (`identity`), under the reaper as PID 1
 (`reaper`), with an empty environment but for PATH, HOME=/work, LANG and TMPDIR.
 
+A sandbox may run several steps one after another (a job's checker, then its program): the
+first step that does not exit 0 is the last, and each has its own streams, wall clock, rlimits,
+figures and result, as if it had a sandbox of its own; only /work and /tmp are shared, which
+is why a step that runs the job's code must be the last. Setting a sandbox up is most of what
+it costs, so one per job, not one per step.
+
 How the program's end is told apart from the sandbox's: the reaper writes a report once it
-has started the program and another when the program is over. A run without the first line
-never got as far as the program: bubblewrap failed to set up (its message is on stderr) and
-the run raises SandboxUnavailable. With a report, the exit status and signal are the
-program's own, exactly (no 128 + N guessing), bubblewrap's exit code is not used at all.
+has started a step and another when the step is over. A run without the first line never got
+as far as a program: bubblewrap failed to set up (its message is on stderr) and the run raises
+SandboxUnavailable. With a report, the exit status and signal are the program's own, exactly
+(no 128 + N guessing), bubblewrap's exit code is not used at all.
+
+PID 1 is the native helper (`native`, built from reaper.c) where the worker has a C compiler,
+else the portable reaper.py; a root worker's staging is the helper's too, else util-linux's.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import structlog
 
 from singularity.genesis.limits import MIB, Limits
 from singularity.genesis.sandbox import command as commands
-from singularity.genesis.sandbox import staging, sweep
+from singularity.genesis.sandbox import native, staging, sweep
 from singularity.genesis.sandbox.command import PYTHON, WORK, Command
 from singularity.genesis.sandbox.identity import (
     DEFAULT_SLOTS,
@@ -44,8 +53,9 @@ from singularity.genesis.sandbox.process import Child, Supervised
 from singularity.genesis.sandbox.quota import Quota
 from singularity.genesis.sandbox.result import RunResult, SandboxUnavailable
 from singularity.genesis.sandbox.staging import Bind
+from singularity.genesis.sandbox.streams import StepSeen
 
-__all__ = ["Sandbox"]
+__all__ = ["Sandbox", "Step"]
 
 log = structlog.get_logger(__name__)
 
@@ -59,13 +69,20 @@ _USERNS_SIGNS = ("No permissions to create", "Creating new namespace failed", "s
 
 
 @dataclass(frozen=True)
+class Step:
+    """One program of a sandbox's steps, with its own standard input (None: empty)."""
+
+    argv: Sequence[str]
+    stdin: bytes | None = None
+
+
+@dataclass(frozen=True)
 class _Request:
     """One run, its inputs checked: what either launcher (sandboxed or unsafe) is given."""
 
-    argv: Sequence[str]
+    steps: Sequence[Step]
     limits: Limits
     inputs: dict[PurePosixPath, bytes]
-    stdin: bytes | None
     workdir: Path | None
     env: dict[str, str]
     mounts: list[Bind]
@@ -82,9 +99,11 @@ class Sandbox:
         bwrap: str = "bwrap",
         uid_base: int = DEFAULT_UID_BASE,
         slots: int = DEFAULT_SLOTS,
+        native_helper: bool = True,
     ) -> None:
         self.unsafe = unsafe
         self._bwrap = bwrap
+        self._native = native_helper  # False: always the portable reaper and staging
         self._uids = UidPool(uid_base, slots)
         self._checked = False
 
@@ -133,31 +152,70 @@ class Sandbox:
         ValueError (one line) for a file name, bind, command line, stdin or workdir that is not
         allowed; SandboxUnavailable when the sandbox cannot be set up (it fails closed).
         """
-        if not argv:
+        results = await self.run_steps(
+            [Step(argv, stdin)],
+            limits=limits,
+            files=files,
+            workdir=workdir,
+            env=env,
+            binds=binds,
+            writable_binds=writable_binds,
+        )
+        return results[0]
+
+    async def run_steps(
+        self,
+        steps: Sequence[Step],
+        *,
+        limits: Limits,
+        files: Mapping[str, str | bytes] | None = None,
+        workdir: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        binds: Mapping[str, Path] | None = None,
+        writable_binds: Mapping[str, Path] | None = None,
+    ) -> list[RunResult]:
+        """Run `steps` one after another in one sandbox, each under `limits`, as `run` does.
+
+        The first step that does not exit 0 is the last; the result of each step that ran (at
+        least one), in order. The steps share /work and /tmp: only the last may run code that
+        later steps must not trust. Errors as `run`'s, for any step, before any step runs.
+        """
+        if not steps or not all(step.argv for step in steps):
             raise ValueError("argv must name a program")
-        staging.checked_stdin(0 if stdin is None else len(stdin), limits.stdin_bytes)
         inputs = staging.checked_files(files, limits.disk_mb * MIB)
         extra = staging.checked_env(env)
-        staging.checked_command(argv, extra)
+        for step in steps:
+            staging.checked_stdin(0 if step.stdin is None else len(step.stdin), limits.stdin_bytes)
+            staging.checked_command(step.argv, extra)
         mounts = staging.checked_binds(binds)
         mounts += staging.checked_binds(writable_binds, writable=True)
         workdir = staging.checked_workdir(workdir)
         quota = None if workdir is None else await Quota.of(workdir, limits)
-        request = _Request(argv, limits, inputs, stdin, workdir, extra, mounts, quota)
-        async with self._uids.lease() as identity:
+        request = _Request(steps, limits, inputs, workdir, extra, mounts, quota)
+        async with self._uids.lease(keep=True) as identity:
             launch = self._unsafe if self.unsafe else self._sandboxed
             outcome = await launch(request, identity)
         # What the program wrote after the last measure counts too.
         over = quota is not None and await asyncio.to_thread(quota.exceeded)
-        if over and not outcome.disk_limited:
-            outcome = dataclasses.replace(outcome, disk_limited=True)
-        result = _result(outcome, limits)
-        _log_run(argv, result, unsafe=self.unsafe)
-        return result
+        last = outcome.steps[-1]
+        if over and not last.disk_limited:
+            last.disk_limited = True
+        results = [_result(seen, outcome, limits) for seen in outcome.steps]
+        for step, result in zip(steps, results, strict=False):
+            _log_run(step.argv, result, unsafe=self.unsafe)
+        return results
+
+    async def _helper(self) -> native.Helper | None:
+        if not self._native:
+            return None
+        built, found = native.helper_if_built()
+        return found if built else await asyncio.to_thread(native.helper)
 
     async def _sandboxed(self, request: _Request, identity: Identity) -> Supervised:
         bwrap = self._bwrap_path()
-        _require_python()
+        helper = await self._helper()
+        if helper is None:
+            _require_python()
         with contextlib.ExitStack() as stack:
             pipes = Pipes(stack, Fds(stack), status=True)
             fds = [pipes.fds.memfd(data) for data in request.inputs.values()]
@@ -173,7 +231,7 @@ class Sandbox:
                 if bind.writable:
                     await asyncio.to_thread(staging.hand_over, bind.source, identity)
             prefix, user, work, mounts, scratch = commands.launcher(
-                stack, identity, request.limits, work, request.mounts
+                stack, identity, request.limits, work, request.mounts, _path(helper)
             )
             args = commands.sandbox_args(
                 bwrap,
@@ -185,19 +243,31 @@ class Sandbox:
                 binds=mounts,
                 scratch=scratch,
             )
-            reaper = pipes.reaper(request.argv, request.limits, scope="namespace", nproc=True)
+            reaper = self._reaper(pipes, request, helper, scope="namespace", nproc=True)
             env = commands.environment(WORK, "/tmp", request.env)
-            command = Command([*prefix, *args, "--", *reaper], env, [*pipes.inherited, *fds], user)
+            inherited = [*pipes.inherited, *fds, *([] if helper is None else [helper.fd])]
+            command = Command([*prefix, *args, "--", *reaper], env, inherited, user)
             outcome = await _start(command, request, pipes, namespace=True)
         if not outcome.started and not outcome.stopped:
-            raise SandboxUnavailable(_diagnosis(outcome.stderr))
+            raise SandboxUnavailable(_diagnosis(outcome.setup_stderr))
         return outcome
 
+    @staticmethod
+    def _reaper(
+        pipes: Pipes, request: _Request, helper: native.Helper | None, *, scope: str, nproc: bool
+    ) -> list[str]:
+        for step in request.steps:
+            pipes.add_step(step.stdin)
+        head = commands.python_reaper() if helper is None else [helper.path]
+        argvs = [step.argv for step in request.steps]
+        return pipes.reaper(head, argvs, request.limits, scope=scope, nproc=nproc)
+
     async def _unsafe(self, request: _Request, identity: Identity) -> Supervised:
-        log.warning(
-            "sandbox_unsafe", argv0=request.argv[0], reason="no isolation: development mode"
-        )
-        _require_python()
+        argv0 = request.steps[0].argv[0]
+        log.warning("sandbox_unsafe", argv0=argv0, reason="no isolation: development mode")
+        helper = await self._helper()
+        if helper is None:
+            _require_python()
         with contextlib.ExitStack() as stack:
             root = request.workdir
             if root is None:
@@ -208,12 +278,22 @@ class Sandbox:
             sources = {
                 bind.target: str(bind.source) for bind in request.mounts
             }  # no mounts: host paths
-            argv = [sources.get(word, word) for word in request.argv]
+            steps = [
+                Step([sources.get(word, word) for word in step.argv], step.stdin)
+                for step in request.steps
+            ]
             pipes = Pipes(stack, Fds(stack), status=False)
-            reaper = pipes.reaper(argv, request.limits, scope="group", nproc=identity.dedicated)
+            reaper = self._reaper(
+                pipes,
+                dataclasses.replace(request, steps=steps),
+                helper,
+                scope="group",
+                nproc=identity.dedicated,
+            )
             env = commands.environment(str(root), str(root), request.env)
             user = identity.uid if identity.dedicated else None
-            command = Command(reaper, env, pipes.inherited, user, cwd=str(root))
+            inherited = [*pipes.inherited, *([] if helper is None else [helper.fd])]
+            command = Command(reaper, env, inherited, user, cwd=str(root))
             outcome = await _start(command, request, pipes, namespace=False)
         if identity.dedicated:
             await sweep.sweep(sweep.of_uid(identity.uid), what="uid")
@@ -232,52 +312,53 @@ class Sandbox:
 async def _start(
     command: Command, request: _Request, pipes: Pipes, *, namespace: bool
 ) -> Supervised:
-    stdin = request.stdin
-    stdin_fd = None if stdin is None else pipes.fds.memfd(stdin)
     try:
-        child = Child.spawn(command, stdin_fd, control=pipes.control_w, namespace=namespace)
+        child = Child.spawn(command, control=pipes.control_w, namespace=namespace)
     except OSError as exc:
         raise SandboxUnavailable(f"cannot start {command.argv[0]}: {exc}") from exc
     # The host's copies of what the child inherited go, so that EOF means the child is gone.
     # The control pipe's write end stays with the host; Child closes it when the run is over.
-    pipes.fds.close(*command.pass_fds, *([] if stdin_fd is None else [stdin_fd]))
+    pipes.fds.close(*command.pass_fds)
     pipes.fds.release(pipes.control_w)
     return await child.supervise(
         wall_s=request.limits.wall_s,
         output_bytes=request.limits.output_bytes,
         report=pipes.report,
         status=pipes.status,
+        outputs=pipes.outputs,
         guard=None if request.quota is None else request.quota.watch,
     )
 
 
-def _result(outcome: Supervised, limits: Limits) -> RunResult:
-    report = outcome.report
+def _path(helper: native.Helper | None) -> str | None:
+    return None if helper is None else helper.path
+
+
+def _result(seen: StepSeen, outcome: Supervised, limits: Limits) -> RunResult:
+    report = seen.report
     if report is None:  # the reaper was killed before it could tell: the tree was killed too
         exit_code, signum, cpu_ms, rss = None, int(signal.SIGKILL), 0.0, 0
+        stopped = outcome.stopped
     else:
-        exit_code, signum, cpu_ms, rss = (
-            report.exit_code,
-            report.signal,
-            report.cpu_ms,
-            report.max_rss_kb,
-        )
+        exit_code, signum = report.exit_code, report.signal
+        cpu_ms, rss, stopped = report.cpu_ms, report.max_rss_kb, report.stopped
     hard_cpu_ms = max(1, math.ceil(limits.cpu_s)) * 1000
     cpu_exceeded = signum == signal.SIGXCPU or (
-        signum == signal.SIGKILL and not outcome.stopped and cpu_ms >= hard_cpu_ms
+        signum == signal.SIGKILL and not stopped and cpu_ms >= hard_cpu_ms
     )
+    limited = seen.output_limited or seen.disk_limited
     return RunResult(
         exit_code=exit_code,
         signal=signum,
-        stdout=outcome.stdout,
-        stderr=outcome.stderr,
-        stdout_truncated=outcome.stdout_truncated,
-        stderr_truncated=outcome.stderr_truncated,
-        timed_out=outcome.timed_out,
-        output_limited=outcome.output_limited,
-        disk_limited=outcome.disk_limited,
+        stdout=bytes(seen.stdout.data),
+        stderr=bytes(seen.stderr.data),
+        stdout_truncated=seen.stdout.truncated,
+        stderr_truncated=seen.stderr.truncated,
+        timed_out=seen.timed_out and not limited,
+        output_limited=seen.output_limited,
+        disk_limited=seen.disk_limited,
         cpu_exceeded=cpu_exceeded,
-        wall_ms=outcome.wall_ms,
+        wall_ms=seen.wall_ms,
         cpu_ms=cpu_ms,
         max_rss_kb=rss,
     )
