@@ -114,3 +114,37 @@ def test_show_of_an_unknown_experiment_is_one_line(cluster: Cluster) -> None:
     shown = singularity("genesis", "show", "exp-nope")
     assert shown.returncode == 1
     assert "no experiment 'exp-nope'" in shown.stderr and "Traceback" not in shown.stderr
+
+
+def test_an_experiment_shows_its_setup_step_and_why_it_failed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path)
+    diff = tmp_path / "change.diff"
+    diff.write_text(GOOD_DIFF)
+    ran = singularity(
+        "genesis", "experiment", "--repo", str(repo), "--diff", str(diff),
+        "--test", TEST_COMMAND, "--setup", "echo resolving; echo 'index unreachable' >&2; exit 5",
+    )  # fmt: skip
+    assert "environment: the given step: `echo resolving" in ran.stdout, ran.stderr
+    assert "the setup step exited with 5: index unreachable" in ran.stdout
+    assert "setup stdout:" in ran.stdout and "resolving" in ran.stdout
+    assert "status setup_failed" in ran.stdout and "Traceback" not in ran.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--setup", "pip install .", "--no-setup"], "--setup and --no-setup exclude each other"),
+        (["--setup", "  "], "--setup is empty"),
+    ],
+)
+def test_bad_setup_options_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    repo = make_repo(tmp_path)
+    diff = tmp_path / "change.diff"
+    diff.write_text(GOOD_DIFF)
+    ran = singularity(
+        "genesis", "experiment", "--repo", str(repo), "--diff", str(diff), "--test", "true", *args
+    )
+    assert ran.returncode == 2 and message in ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1

@@ -15,10 +15,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from singularity.cli import evolution_cmd, genesis_env_cmd
-from singularity.cli.common import console, err_console, load, run
+from singularity.cli.common import console, err_console, load, run, shown
 from singularity.config import Settings
 from singularity.database import open_cluster
 from singularity.errors import SingularityError, UsageError
+from singularity.genesis.environments import Environments
 from singularity.genesis.experiments.lab import Lab, Trial
 from singularity.genesis.jobs.execution import JobSpec, Mode, Status, execute
 from singularity.genesis.jobs.languages import LANGUAGES
@@ -148,6 +149,9 @@ async def _lab(settings: Settings, cluster: Any, sandbox: Sandbox | None) -> Asy
     pool = await open_pool(
         cluster.service(Role.GENESIS, Database.GENESIS), name="genesis-cli", max_size=2
     )
+    environments = None
+    if not settings.genesis_unsafe_sandbox:  # environments need bubblewrap's isolation
+        environments = Environments.from_settings(settings)
     try:
         yield Lab(
             sandbox or _sandbox(settings),
@@ -155,8 +159,11 @@ async def _lab(settings: Settings, cluster: Any, sandbox: Sandbox | None) -> Asy
             settings.genesis_dir / "workspaces",
             unsafe=settings.genesis_unsafe_sandbox,
             policy=RepositoryPolicy.from_settings(settings),
+            environments=environments,
         )
     finally:
+        if environments is not None:
+            await environments.aclose()
         await pool.close()
 
 
@@ -187,11 +194,22 @@ def experiment(
         False, "--apply", help="Apply the diff to the repository when the verdict is a merge."
     ),
     limits: str | None = typer.Option(None, "--limits", help=_LIMITS_HELP),
+    setup: str | None = typer.Option(
+        None,
+        "--setup",
+        help='The step that installs the repository\'s dependencies, e.g. "pip install -e ." '
+        "(default: what the repository declares, or recognised from its files).",
+    ),
+    no_setup: bool = typer.Option(False, "--no-setup", help="Install nothing before the tests."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
     """Try a diff on a copy of a repository: tests before and after, and a recommendation."""
     if not repo.is_dir():
         raise UsageError(f"--repo {str(repo)!r} is not a directory")
+    if setup is not None and no_setup:
+        raise UsageError("--setup and --no-setup exclude each other")
+    if setup is not None and not setup.strip():
+        raise UsageError("--setup is empty: give the step's commands, or --no-setup")
     trial = Trial(
         id=f"exp-{uuid.uuid4().hex[:12]}",
         repo=repo.resolve(),
@@ -201,6 +219,7 @@ def experiment(
         llm_reduction=llm_reduction,
         junit_path=junit,
         agent_id="cli",
+        setup=False if no_setup else setup,
     )
 
     async def work(lab: Lab) -> tuple[dict[str, Any], list[str] | None]:
@@ -244,6 +263,7 @@ def _print_outcome(experiment_id: str, outcome: dict[str, Any]) -> None:
                 f"{tests.get('wall_ms', 0):.0f} ms",
                 f"{tests.get('basis', '-')} (exit {tests.get('exit_code')})",
             )
+    _print_environment(outcome.get("environment"))
     console.print(table)
     if outcome.get("error"):
         console.print(f"[red]{escape(str(outcome['error']))}[/]")
@@ -254,8 +274,26 @@ def _print_outcome(experiment_id: str, outcome: dict[str, Any]) -> None:
     console.print(
         f"status {outcome.get('status')} · success {_rate(outcome.get('success_rate'))} · "
         f"regression {_rate(outcome.get('regression'))} · "
-        f"recommendation [{colour}]{verdict}[/] (rule {outcome.get('rule')})"
+        f"recommendation [{colour}]{verdict}[/]"
+        + ("" if outcome.get("rule") is None else f" (rule {outcome['rule']})")
     )
+
+
+def _print_environment(environment: dict[str, Any] | None) -> None:
+    """The setup step the runs had (or the one that failed, with its last output)."""
+    if not environment:
+        return
+    if environment.get("step"):
+        cached = " [dim](from the cache)[/]" if environment.get("cached") else ""
+        console.print(f"environment: {shown(str(environment['step']))}{cached}")
+    setup = environment.get("setup") or {}
+    if environment.get("cached") is None and setup:  # the step that failed: show its end
+        for stream in ("stdout_tail", "stderr_tail"):
+            tail = str(setup.get(stream) or "").strip()
+            if tail:
+                lines = tail.splitlines()[-20:]
+                console.print(f"[dim]setup {stream.removesuffix('_tail')}:[/]")
+                console.print(shown("\n".join(lines)))
 
 
 def _rate(value: Any) -> str:

@@ -10,6 +10,7 @@ import structlog
 
 from singularity.config import Settings
 from singularity.errors import SingularityError
+from singularity.genesis.environments import Environments
 from singularity.genesis.experiments.handler import ExperimentHandler
 from singularity.genesis.jobs.handler import JobHandler
 from singularity.genesis.limits import DEFAULT_LIMITS
@@ -72,7 +73,11 @@ class Genesis:
                 max_size=max(2, min(16, concurrency)),
             )
             stack.push_async_callback(pool.close)
-            consumers = _consumers(bus, GenesisStore(pool), sandbox, settings)
+            environments = None
+            if not settings.genesis_unsafe_sandbox:  # environments need bubblewrap's isolation
+                environments = Environments.from_settings(settings)
+                stack.push_async_callback(environments.aclose)
+            consumers = _consumers(bus, GenesisStore(pool), sandbox, settings, environments)
             tasks = [asyncio.create_task(c.run(stop), name=f"consume:{c.queue}") for c in consumers]
             log.info(
                 "genesis_started",
@@ -101,7 +106,11 @@ class Genesis:
 
 
 def _consumers(
-    bus: Bus, store: GenesisStore, sandbox: Sandbox, settings: Settings
+    bus: Bus,
+    store: GenesisStore,
+    sandbox: Sandbox,
+    settings: Settings,
+    environments: Environments | None,
 ) -> list[Consumer[Any]]:
     """The job and experiment consumers of one worker."""
     targets = ReplyTargets(bus.pool)
@@ -110,7 +119,7 @@ def _consumers(
     )
     # Workspace snapshots are read through the bus's pool, as the consumer's role.
     snapshots = Snapshots.from_settings(bus.pool, settings)
-    experiments = ExperimentHandler(sandbox, store, targets, settings, snapshots)
+    experiments = ExperimentHandler(sandbox, store, targets, settings, snapshots, environments)
     return [
         bus.consumer(
             "job_requests",

@@ -286,6 +286,11 @@ class ExperimentRequest(Request):
     `workspace`, the id of a snapshot stored in the bus (`shared_queue.snapshots`), which any
     worker on any host can fetch; exactly one of them. The repository itself is never changed
     by an experiment.
+
+    `setup` is the step that installs the repository's dependencies before its tests run, in
+    the sandbox, with network to the package registries only: absent or null, the step the
+    repository declares or its layout suggests (none for a repository with nothing to
+    install); shell text, that step instead; false, nothing installed.
     """
 
     id: Key
@@ -296,6 +301,7 @@ class ExperimentRequest(Request):
     llm_reduction: float | None = Field(None, ge=0, le=1)
     junit_path: str | None = None
     limits: dict[str, Any] | None = None
+    setup: Annotated[str, Field(min_length=1, max_length=65536)] | Literal[False] | None = None
 
     @model_validator(mode="after")
     def _one_repository(self) -> ExperimentRequest:
@@ -316,3 +322,5 @@ class ExperimentResult(Result):
     regression: float | None = None
     experiment_id: str | None = None
     error: str | None = None
+    # The setup step the runs had, or the one that failed with the end of its output.
+    environment: dict[str, Any] | None = None

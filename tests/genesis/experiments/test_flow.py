@@ -80,6 +80,26 @@ async def test_an_experiment_request_is_answered_with_a_recommendation(
     assert [s[0] for s in steps] == ["baseline", "candidate"]
 
 
+async def test_a_requests_setup_step_runs_first_and_its_failure_is_answered_with_its_output(
+    genesis: RunningGenesis, bus_pool: AsyncConnectionPool, genesis_replies: str, repo: Path
+) -> None:
+    request = ExperimentRequest(
+        id=f"exp-{uuid.uuid4().hex[:8]}",
+        repo=str(repo),
+        diff=GOOD_DIFF,
+        test_command=TEST_COMMAND,
+        reply_to=genesis_replies,
+        setup="echo fetching; echo 'no such index' >&2; exit 4",
+    )
+    await Publisher(bus_pool).send("experiment_requests", request)
+    result = await wait_for_message(bus_pool, genesis_replies, seconds=60, request_id=request.id)
+    assert result["status"] == "setup_failed", result
+    assert result["recommendation"] == "rollback"
+    assert result["error"] == "the setup step exited with 4: no such index"
+    assert result["environment"]["origin"] == "given"
+    assert "fetching" in result["environment"]["setup"]["stdout_tail"]
+
+
 async def test_a_repository_missing_on_the_worker_is_a_clear_error(
     genesis: RunningGenesis, bus_pool: AsyncConnectionPool, genesis_replies: str, tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ from singularity.genesis.environments.prepare import (
     SetupOutput,
     prepare,
 )
+from singularity.genesis.environments.provider import Environments, SetupChoice, nothing_installed
 from singularity.genesis.environments.proxy import RegistryProxy, registry_proxy
 from singularity.genesis.environments.registries import Registries, load_registries
 
@@ -17,14 +18,17 @@ __all__ = [
     "LAYER",
     "SETUP_LIMITS",
     "EnvironmentCache",
+    "Environments",
     "LayerInfo",
     "Prepared",
     "Registries",
     "RegistryProxy",
+    "SetupChoice",
     "SetupFailed",
     "SetupOutput",
     "SetupStep",
     "load_registries",
+    "nothing_installed",
     "prepare",
     "registry_proxy",
     "step_for",

@@ -6,6 +6,8 @@ A repository declares its step as text, never run on the host: `setup = "..."` u
 `/bin/sh -e` in the sandbox, in /work (the repository), with /env (the layer) writable.
 
 Recognised layouts, when nothing is declared:
+- a test command that runs pytest or a bare `python`, on a repository that names no Python
+  dependency: a virtualenv at /env/venv with pytest (the sandbox's /usr has python3 only).
 - Python (pyproject.toml with a [project] or [build-system] table, setup.py, requirements*.txt):
   a virtualenv at /env/venv made with the system Python, then one `pip install` of the
   requirement files, the project itself in editable mode (with its test extra if it has one),
@@ -67,14 +69,18 @@ class SetupStep:
     origin: str  # "given", "declared in ...", or "recognised"
 
 
-def step_for(source: Path, given: str | SetupStep | None = None) -> SetupStep | None:
+def step_for(
+    source: Path, given: str | SetupStep | None = None, test_command: str | None = None
+) -> SetupStep | None:
     """The step for the repository at `source`: given, else declared, else recognised; None
-    when the repository needs nothing installed. ValueError (one line) for a bad declaration."""
+    when the repository needs nothing installed. `test_command`, when known, is looked at too:
+    one that runs pytest or `python` needs them even where the repository names no dependency.
+    ValueError (one line) for a bad declaration."""
     if isinstance(given, SetupStep):
         return given
     if given is not None:
         return SetupStep(_checked_script(given), f"the given step: {_first_line(given)}", "given")
-    return declared_step(source) or detect_step(source)
+    return declared_step(source) or detect_step(source, test_command)
 
 
 def declared_step(source: Path) -> SetupStep | None:
@@ -94,10 +100,11 @@ def declared_step(source: Path) -> SetupStep | None:
     return SetupStep(script, described, f"declared in {where}")
 
 
-def detect_step(source: Path) -> SetupStep | None:
-    """The step recognised from the repository's layout; None when nothing is recognised."""
+def detect_step(source: Path, test_command: str | None = None) -> SetupStep | None:
+    """The step recognised from the repository's layout (and the test command); None when
+    nothing is recognised."""
     scripts, words = [], []
-    python = _python_step(source)
+    python = _python_step(source) or _pytest_step(test_command)
     if python is not None:
         scripts.append(python[0])
         words.append(python[1])
@@ -135,6 +142,20 @@ def _python_step(source: Path) -> tuple[str, str] | None:
         words.append("pytest")
     script = f"{PYTHON} -m venv {VENV}\n{VENV}/bin/python -m pip install {' '.join(args)}"
     return script, f"a virtualenv at {VENV} (system Python) with {', '.join(words)}"
+
+
+# `pytest`, `py.test`, or a bare `python` (the system has only python3): what a test command
+# runs that the sandbox's /usr does not have.
+_NEEDS_PYTEST = re.compile(r"(^|[\s;&|(`])(py\.?test|python)(?=$|[\s;&|)`])")
+
+
+def _pytest_step(test_command: str | None) -> tuple[str, str] | None:
+    """A virtualenv with pytest, for a test command that needs it and a repository that names
+    no Python dependency of its own (a plain folder of modules and tests)."""
+    if test_command is None or not _NEEDS_PYTEST.search(test_command):
+        return None
+    script = f"{PYTHON} -m venv {VENV}\n{VENV}/bin/python -m pip install pytest"
+    return script, f"a virtualenv at {VENV} (system Python) with pytest, for the test command"
 
 
 def _requirement_files(source: Path) -> list[str]:

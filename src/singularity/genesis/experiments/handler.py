@@ -10,6 +10,7 @@ import structlog
 
 from singularity.config import Settings
 from singularity.errors import UsageError
+from singularity.genesis.environments import Environments
 from singularity.genesis.experiments.lab import Lab, Trial
 from singularity.genesis.limits import DEFAULT_LIMITS, limits_from_request
 from singularity.genesis.sandbox import Sandbox
@@ -43,6 +44,7 @@ def experiment_result(request_id: str, outcome: dict[str, Any]) -> dict[str, Any
         "error": outcome.get("error"),
         "basis": outcome.get("basis"),
         "warnings": outcome.get("warnings"),
+        "environment": outcome.get("environment"),
     }
     for phase in ("baseline", "candidate"):
         if outcome.get(phase):
@@ -64,6 +66,7 @@ class ExperimentHandler:
         targets: ReplyTargets,
         settings: Settings,
         snapshots: Snapshots,
+        environments: Environments | None = None,
     ) -> None:
         self._store = store
         self._targets = targets
@@ -74,6 +77,7 @@ class ExperimentHandler:
             unsafe=settings.genesis_unsafe_sandbox,
             policy=RepositoryPolicy.from_settings(settings),
             snapshots=snapshots,
+            environments=environments,
         )
 
     async def __call__(self, delivery: Delivery[ExperimentRequest]) -> Reply:
@@ -97,6 +101,7 @@ class ExperimentHandler:
                 junit_path=request.junit_path,
                 agent_id=request.agent_id,
                 over_bus=True,
+                setup=request.setup,
             )
             outcome = await self._lab.conduct(
                 trial, reply_to=reply_to, reply=lambda found: experiment_result(request_id, found)

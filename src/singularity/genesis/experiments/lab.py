@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from singularity.errors import UsageError
+from singularity.genesis.environments import Environments, SetupChoice
 from singularity.genesis.experiments import trial as trials
 from singularity.genesis.jobs.execution import StepRecord
 from singularity.genesis.limits import Limits
@@ -55,6 +56,7 @@ class Trial:
     agent_id: str | None = None
     over_bus: bool = False  # named by a message: held to the worker's repository policy
     workspace: str | None = None  # a snapshot in the bus, instead of `repo`
+    setup: SetupChoice = None  # the environment's step: see `trial.run_experiment`
 
 
 class Lab:
@@ -69,6 +71,7 @@ class Lab:
         unsafe: bool,
         policy: RepositoryPolicy,
         snapshots: Snapshots | None = None,
+        environments: Environments | None = None,
     ) -> None:
         self._sandbox = sandbox
         self.store = store
@@ -76,6 +79,7 @@ class Lab:
         self._unsafe = unsafe
         self._policy = policy
         self._snapshots = snapshots
+        self._environments = environments
 
     async def conduct(
         self,
@@ -144,6 +148,8 @@ class Lab:
             junit_path=trial.junit_path,
             progress=progress,
             policy=policy,
+            environments=self._environments,
+            setup=trial.setup,
         )
 
     async def apply(self, experiment_id: str) -> list[str]:

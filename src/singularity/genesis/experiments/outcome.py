@@ -37,6 +37,7 @@ class ExperimentStatus(StrEnum):
 
     COMPLETED = "completed"
     DIFF_FAILED = "diff_failed"
+    SETUP_FAILED = "setup_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,9 @@ class ExperimentOutcome:
     error: str | None = None
     basis: str | None = None
     warnings: tuple[str, ...] = ()
+    # The setup step the runs had (what it installs, whether it came from the cache), or of
+    # the one that failed, with its output; None when the repository needed nothing installed.
+    environment: dict[str, Any] | None = None
 
     @classmethod
     def completed(
@@ -181,6 +185,28 @@ class ExperimentOutcome:
             error=reason,
         )
 
+    @classmethod
+    def setup_failed(
+        cls, phase: str, reason: str, environment: dict[str, Any], llm_reduction: float
+    ) -> ExperimentOutcome:
+        """The outcome of a setup step that failed on one tree: rollback, no test run."""
+        return cls(
+            ExperimentStatus.SETUP_FAILED,
+            Recommendation.ROLLBACK,
+            None,
+            f"the {phase}'s environment could not be set up: {reason}",
+            None,
+            None,
+            None,
+            (),
+            llm_reduction,
+            (),
+            None,
+            None,
+            error=reason,
+            environment=environment,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The outcome as JSON-friendly values."""
         return {
@@ -199,6 +225,7 @@ class ExperimentOutcome:
             "warnings": list(self.warnings),
             "baseline": self.baseline.to_dict() if self.baseline else None,
             "candidate": self.candidate.to_dict() if self.candidate else None,
+            "environment": self.environment,
         }
 
 

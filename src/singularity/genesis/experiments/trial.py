@@ -28,14 +28,25 @@ that baseline. Both block: call them from a thread in async code.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from singularity.errors import SingularityError, UsageError
+from singularity.genesis.environments import (
+    Environments,
+    Prepared,
+    SetupChoice,
+    SetupFailed,
+    SetupOutput,
+    SetupStep,
+    nothing_installed,
+)
 from singularity.genesis.experiments.baseline import Baseline, restore_snapshot, take_snapshot
 from singularity.genesis.experiments.outcome import ExperimentOutcome, ExperimentStatus, TestRun
 from singularity.genesis.experiments.recommendation import Recommendation
@@ -90,6 +101,8 @@ async def run_experiment(
     junit_path: str | None = None,
     progress: Progress | None = None,
     policy: RepositoryPolicy | None = None,
+    environments: Environments | None = None,
+    setup: SetupChoice = None,
 ) -> ExperimentOutcome:
     """Try `diff` on copies of `repo` against `test_command`; see the module's docstring."""
     _check_request(test_command, llm_reduction, junit_path)
@@ -113,12 +126,27 @@ async def run_experiment(
             paths = await asyncio.to_thread(apply_diff, candidate_tree, diff)
         except DiffFailed as failed:
             return ExperimentOutcome.diff_failed(failed.reason, llm_reduction)
-        say("running the tests without the diff")
         run = _Runner(sandbox, limits, test_command, junit_path)
-        baseline = await run("baseline", baseline_tree)
-        say("running the tests with the diff")
-        candidate = await run("candidate", candidate_tree)
-        return ExperimentOutcome.completed(baseline, candidate, llm_reduction, paths)
+        ready = _Setup(sandbox, environments, setup, test_command, say)
+        runs = []
+        for phase, tree in (("baseline", baseline_tree), ("candidate", candidate_tree)):
+            try:
+                prepared = await ready(phase, tree)
+            except RunUnavailable:
+                raise
+            except SetupFailed as failed:
+                described = _environment(failed.step, None, failed.output)
+                return ExperimentOutcome.setup_failed(phase, str(failed), described, llm_reduction)
+            except (ValueError, SingularityError) as refused:
+                # A step declared wrongly, or one that tampered with its layer: the
+                # repository's doing, answered like a failing step.
+                described = _environment(None, None, None)
+                return ExperimentOutcome.setup_failed(phase, str(refused), described, llm_reduction)
+            with prepared:
+                say(f"running the tests {'without' if phase == 'baseline' else 'with'} the diff")
+                runs.append(await run(phase, tree, prepared))
+        outcome = ExperimentOutcome.completed(runs[0], runs[1], llm_reduction, paths)
+        return dataclasses.replace(outcome, environment=ready.described)
     finally:
         await asyncio.to_thread(remove_workspace, workspace)
 
@@ -179,15 +207,79 @@ class _Runner:
         self.argv = ("/bin/sh", "-c", command)
         self.junit_path = junit_path
 
-    async def __call__(self, phase: str, tree: Path) -> TestRun:
+    async def __call__(self, phase: str, tree: Path, prepared: Prepared) -> TestRun:
         if self.junit_path is not None:
             # A report that came with the repository must not pass for this run's.
             await asyncio.to_thread(remove_entry, tree, self.junit_path)
+        await asyncio.to_thread(_link, tree, prepared.links)
         try:
-            result = await self.sandbox.run(self.argv, limits=self.limits, workdir=tree)
+            result = await self.sandbox.run(
+                self.argv, limits=self.limits, workdir=tree, binds=prepared.binds, env=prepared.env
+            )
         except (SandboxUnavailable, OSError) as exc:
             raise RunUnavailable(phase, exc) from exc
         return await asyncio.to_thread(_test_run, result, tree, self.junit_path)
+
+
+class _Setup:
+    """Each tree's environment: prepared (from the cache, or built) before its tests run.
+
+    The candidate's is prepared apart from the baseline's, as the diff may change what the
+    step installs (a requirements file, package.json); when it does not, it is the same layer.
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        environments: Environments | None,
+        setup: SetupChoice,
+        test_command: str,
+        say: Progress,
+    ) -> None:
+        self._sandbox = sandbox
+        self._environments = environments
+        self._setup = setup
+        self._test_command = test_command
+        self._say = say
+        self.described: dict[str, Any] | None = None  # the last tree's, for the outcome
+
+    async def __call__(self, phase: str, tree: Path) -> Prepared:
+        if self._environments is None or self._setup is False:
+            return nothing_installed()
+        self._say(f"preparing the {phase}'s environment")
+        try:
+            prepared = await self._environments.prepare(
+                self._sandbox, tree, self._setup, self._test_command
+            )
+        except SandboxUnavailable as exc:
+            raise RunUnavailable(f"{phase} setup", exc) from exc
+        if prepared.step is not None:
+            self.described = _environment(prepared.step, prepared.cached, prepared.output)
+            self._say(
+                f"environment: {prepared.step.description}"
+                + (" (cached)" if prepared.cached else "")
+            )
+        return prepared
+
+
+def _environment(
+    step: SetupStep | None, cached: bool | None, output: SetupOutput | None
+) -> dict[str, Any]:
+    """What the outcome says of a tree's environment."""
+    return {
+        "step": None if step is None else step.description,
+        "origin": None if step is None else step.origin,
+        "script": None if step is None else step.script,
+        "cached": cached,
+        "setup": None if output is None else dataclasses.asdict(output),
+    }
+
+
+def _link(tree: Path, links: dict[str, str]) -> None:
+    """The links a run's tree needs into the environment (node_modules), unless it has them."""
+    for name, target in links.items():
+        if not os.path.lexists(tree / name):
+            os.symlink(target, tree / name)
 
 
 def _test_run(result: RunResult, tree: Path, junit_path: str | None) -> TestRun:
