@@ -4,13 +4,15 @@ Under `root` (settings.genesis_dir / "environments", private to the worker):
 
     <key>/          the layer, read-only (chmod a-w after the build, and bound read-only)
     <key>.json      what it is: the step, its size, when it was made and last used, by whom
-    <key>.lock      its lock (see `lock`): exclusive to build or remove it, shared to use it
+    <key>.lock      its use lock: shared while runs use it, exclusive (never waited for) to
+                    remove it
+    <key>.build.lock  the builders' lock: one builds the key at a time
     .build-<key>-*  a build in progress (removed when it fails, or by the next build of the key)
 
 A layer is built in a temporary directory and renamed to its key once sealed, so a key names a
-complete layer or nothing; two workers building one key take turns on its lock, and the second
-finds the first's layer. The cache is bounded (GENESIS_ENV_CACHE_MB): after a build, the least
-recently used layers that no run holds are removed until it fits again.
+complete layer or nothing; two workers building one key take turns on its build lock, and the
+second finds the first's layer. The cache is bounded (GENESIS_ENV_CACHE_MB): after a build, the
+least recently used layers that no run holds are removed until it fits again.
 """
 
 from __future__ import annotations
@@ -111,12 +113,19 @@ class EnvironmentCache:
         return path.is_dir() and not path.is_symlink()
 
     def lock(self, key: str) -> LayerLock:
-        """The key's lock, open and not yet held."""
+        """The key's lock, open and not yet held: shared while runs use the layer, exclusive
+        (never waited for: see `remove`) to remove it."""
         self.ensure()
         return LayerLock(self.root / f"{_checked(key)}.lock")
 
+    def build_lock(self, key: str) -> LayerLock:
+        """The lock builders of the key take turns on, open and not yet held. Apart from the
+        use lock: a builder waiting here holds nothing another builder waits for."""
+        self.ensure()
+        return LayerLock(self.root / f"{_checked(key)}.build.lock")
+
     def new_build(self, key: str) -> Path:
-        """A fresh build directory for `key` (hold its lock exclusive); leftovers of builds of
+        """A fresh build directory for `key` (hold its build lock); leftovers of builds of
         the key that died are removed first."""
         for stale in self.root.glob(f".build-{_checked(key)}-*"):
             remove_workspace(stale)

@@ -196,15 +196,19 @@ async def _prepared(
     limits: Limits,
     lock: LayerLock,
 ) -> Prepared:
+    # Held shared from here on, the layer cannot be removed under the runs (removal never
+    # waits for the lock: it skips a layer in use). Builders take turns on a lock of their own,
+    # so one waiting to build holds nothing that the one building needs.
     await lock.shared()
     output = None
     if not cache.has(key):
-        await lock.exclusive()
-        if not cache.has(key):  # no other worker built it while this one waited
-            output = await _build(sandbox, source, step, key, cache, proxy, limits)
-        await lock.shared()  # a conversion, not atomic: check the layer is still there
-        if not cache.has(key):
-            raise SingularityError(f"the environment {key[:12]} was removed while being prepared")
+        builders = await asyncio.to_thread(cache.build_lock, key)
+        try:
+            await builders.exclusive()
+            if not cache.has(key):  # no other worker built it while this one waited
+                output = await _build(sandbox, source, step, key, cache, proxy, limits)
+        finally:
+            builders.close()
     if output is None:
         await asyncio.to_thread(cache.record_use, key, source.name)
     else:  # the build recorded its own first use
