@@ -84,7 +84,12 @@ def _copy_entry(src: int, dst: int, name: str, path: str, budget: Budget) -> Non
         raise Refused(_unreadable(path)) from None
     budget.spend(0, 1)
     if stat.S_ISLNK(info.st_mode):
-        target = os.readlink(name, dir_fd=src)
+        try:
+            target = os.readlink(name, dir_fd=src)
+        except OSError as exc:  # gone, or no longer a link, since the lstat
+            if exc.errno in (errno.ENOENT, errno.EINVAL):
+                raise Refused(f"{path} changed while the repository was copied") from None
+            raise
         budget.spend(len(os.fsencode(target)))
         os.symlink(target, name, dir_fd=dst)
     elif stat.S_ISDIR(info.st_mode):
