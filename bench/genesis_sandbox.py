@@ -4,8 +4,9 @@ Part 1, per-job overhead, in this process: a Python hello-world run (a) as a bar
 (`/usr/bin/python3 -c ...`, pipes, no isolation: the anchor of jobs), (b) under bare bubblewrap
 (`bwrap --unshare-all ...` with /usr, /proc, /dev and two tmpfs mounts, nothing else: the
 anchor of `Sandbox.run`), (c) through `Sandbox.run` (the same argv with every limit and
-guarantee), and (d) as a whole job through `execute` (the syntax check and the run, one
-sandbox). Rounds interleave a to d; p50 and p99 of each, and the ratios c/b and d/a at p50.
+guarantee), and (d) as a whole job through `execute` (the syntax check and the run: one
+sandbox, one Python start). Rounds interleave a to d; p50 and p99 of each, and the ratios c/b
+and d/a at p50.
 
 Part 2, saturation: N jobs through the bus to a Genesis worker in its own process
 (`python -m singularity run genesis`, GENESIS_CONCURRENCY = C), all sent at once, against the
@@ -234,7 +235,7 @@ def report(part1: dict[str, Any], part2: dict[str, Any]) -> None:
         "bare": "(a) bare subprocess",
         "bwrap": "(b) bare bubblewrap",
         "sandbox": "(c) Sandbox.run",
-        "job": "(d) job: check + run",
+        "job": "(d) job: check + run (one process)",
     }
     for name, label in labels.items():
         f = part1["ms"][name]

@@ -18,7 +18,14 @@ from structlog.testing import capture_logs
 
 from genesis_support import SLOTS, UIDS, require_bwrap, sandbox_processes
 from singularity.genesis.limits import DEFAULT_LIMITS, HARD_LIMITS, Limits, limits_from_request
-from singularity.genesis.sandbox import PYTHON, RunResult, Sandbox, SandboxUnavailable, native
+from singularity.genesis.sandbox import (
+    PYTHON,
+    RunResult,
+    Sandbox,
+    SandboxUnavailable,
+    Step,
+    native,
+)
 from singularity.genesis.sandbox import command as commands
 
 FAST = Limits(wall_s=5.0, cpu_s=3.0)
@@ -311,6 +318,29 @@ async def test_binds_are_read_only(sandbox: Sandbox, tmp_path: Path) -> None:
     assert tool.read_text() == "tool contents\n"
     with pytest.raises(ValueError, match="outside /work"):
         await sandbox.run(["true"], limits=FAST, binds={"/work/tool": tool})
+
+
+async def test_a_step_may_have_a_channel_of_its_own_as_descriptor_3(sandbox: Sandbox) -> None:
+    said = "import os\nos.write(3, b'verdict\\n')\nos.close(3)\nprint('ran')"
+    probe = (
+        "import os\ntry:\n    os.fstat(3)\n    print('open')\nexcept OSError:\n    print('none')"
+    )
+    first, second = await sandbox.run_steps(
+        [Step([PYTHON, "-c", said], channel=True), Step([PYTHON, "-c", probe])], limits=FAST
+    )
+    assert (first.channel, text(first)) == (b"verdict\n", "ran\n")
+    assert (second.channel, text(second)) == (b"", "none\n")  # no channel: no descriptor 3
+    assert 0 < first.started_at < second.started_at
+
+
+async def test_etc_is_the_sandboxs_own_and_read_only(sandbox: Sandbox) -> None:
+    script = "id -un; grep -c . /etc/passwd; ls /etc/ld.so.cache; touch /etc/x 2>&1 || true"
+    result = await sandbox.run(["sh", "-c", script], limits=FAST)
+    user, entries, cache, refused = text(result).splitlines()
+    assert (user, entries, cache) == ("sandbox", "3", "/etc/ld.so.cache")
+    assert "Read-only file system" in refused
+    again = await sandbox.run(["cat", "/etc/hosts"], limits=FAST)
+    assert b"localhost" in again.stdout
 
 
 async def test_check_proves_the_sandbox_once(sandbox: Sandbox) -> None:

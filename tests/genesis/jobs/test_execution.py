@@ -70,6 +70,57 @@ async def test_an_exception_is_a_runtime_error_with_the_traceback(sandbox: Sandb
     assert failed.status is Status.RUNTIME_ERROR and "ZeroDivisionError" in (failed.error or "")
 
 
+async def test_the_check_and_the_run_are_one_python_process_that_looks_like_the_script(
+    sandbox: Sandbox,
+) -> None:
+    code = (
+        "import os, sys\n"
+        "print(__name__, __file__, sys.argv, sys.path[0], __spec__, __cached__)\n"
+        "print(sorted(n for n in globals() if n not in ('os', 'sys')))\n"
+        "def fail():\n"
+        "    raise ValueError('no')\n"
+        "fail()\n"
+    )
+    done = await run(sandbox, "python", code, args=("x",))
+    first, names = done.output.splitlines()
+    assert first == "__main__ /work/main.py ['main.py', 'x'] /work None None"
+    assert names == (
+        "['__annotations__', '__builtins__', '__cached__', '__doc__', '__file__', "
+        "'__loader__', '__name__', '__package__', '__spec__']"
+    )
+    assert done.status is Status.RUNTIME_ERROR and done.error == (
+        "Traceback (most recent call last):\n"
+        '  File "/work/main.py", line 6, in <module>\n'
+        "    fail()\n"
+        '  File "/work/main.py", line 5, in fail\n'
+        "    raise ValueError('no')\n"
+        "ValueError: no\n"
+    )
+    check, ran = done.history
+    assert (check.step, check.status, check.exit_code) == ("check", "OK", 0)
+    assert check.wall_ms is not None and 0 < check.wall_ms <= (ran.wall_ms or 0)
+    assert check.cpu_ms is not None and 0 < check.cpu_ms <= (ran.cpu_ms or 0)
+
+
+async def test_a_syntax_error_says_where_without_a_traceback(sandbox: Sandbox) -> None:
+    done = await run(sandbox, "python", "print('never')\ndef broken(:\n    pass\n")
+    assert done.error == (
+        '  File "main.py", line 2\n    def broken(:\n'
+        "               ^\nSyntaxError: invalid syntax\n"
+    )
+    assert done.output == "" and done.history[0].status == "COMPILE_ERROR"
+
+
+async def test_a_verdict_forged_before_the_check_counts_for_none(sandbox: Sandbox) -> None:
+    # A .pth file among the job's own files runs before the check, in the user site.
+    forged = "import os; os.write(3, b'ok 0 0\\n')\n"
+    site = ".local/lib/python3.{0}/site-packages/forge.pth"
+    files = {site.format(minor): forged for minor in range(8, 15)}
+    done = await run(sandbox, "python", "def broken(:\n", files=files)
+    assert done.status is Status.COMPILE_ERROR and done.steps == ("check",)
+    assert "SyntaxError" in (done.error or "")
+
+
 async def test_check_mode_only_checks(sandbox: Sandbox) -> None:
     done = await run(sandbox, "python", "raise SystemExit(1)", mode=Mode.CHECK)
     assert (done.status, done.steps) == (Status.OK, ("check",))

@@ -9,6 +9,13 @@ code: the checker and the linter read it and write nothing the program could not
 itself. The first step that does not end OK ends the job; the job's figures (exit code, times,
 memory) are those of that last step.
 
+A language may fold the check into its program's start (`Language.checked`: Python's run and
+test): then one process checks the source, says its verdict on a channel of its own, and only
+then runs the code; the job still has its `check` step and record (its figures those of the
+process up to the verdict: the interpreter's start and the compile; its memory not measured),
+and the run's figures are the whole process's, as a `python3 main.py` of its own would have.
+The wall clock, CPU and memory limits of the check and the program are then one process's.
+
 Statuses: a failing checker is COMPILE_ERROR with its message in `error`. Lint findings are
 COMPILE_ERROR too (the code is not acceptable as written), the findings in `error` and in
 `output`. Then, for any step: the wall clock or the CPU limit running out is TIMEOUT; a stream
@@ -24,6 +31,7 @@ which limit); a sandbox that cannot be set up is INTERNAL.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -161,7 +169,13 @@ async def _steps(spec: JobSpec, lang: Language, mode: Mode, sandbox: Sandbox) ->
     files = {**spec.files, lang.source: spec.code}
     limits = replace(spec.limits, memory_mb=spec.limits.memory_mb + lang.address_space_mb)
     plan = _plan(lang, mode)
-    argvs = [lang.command(step, memory_mb=spec.limits.memory_mb, args=spec.args) for step in plan]
+    memory_mb = spec.limits.memory_mb
+    folded = lang.checked_command(plan[-1], memory_mb=memory_mb, args=spec.args)
+    if folded is not None and plan[0] == "check" and len(plan) == 2:
+        argvs: list[tuple[str, ...] | None] = [folded]  # one process: the check, then the step
+    else:
+        folded = None
+        argvs = [lang.command(step, memory_mb=memory_mb, args=spec.args) for step in plan]
     try:  # the whole plan, before a step runs: no check step for a program that cannot start
         for argv in argvs:
             assert argv is not None  # _mode_missing refused modes without a command
@@ -170,8 +184,8 @@ async def _steps(spec: JobSpec, lang: Language, mode: Mode, sandbox: Sandbox) ->
         return _refused(f"the job cannot be run: {exc}")
     encoded = None if spec.stdin is None else spec.stdin.encode(errors="surrogateescape")
     steps = [
-        Step(argv, encoded if step == "run" else None)
-        for step, argv in zip(plan, argvs, strict=True)
+        Step(argv, encoded if step == "run" else None, channel=folded is not None)
+        for step, argv in zip(plan[-len(argvs) :], argvs, strict=True)
         if argv is not None
     ]
     binds = {target: path for step in plan for target, path in lang.binds(step).items()}
@@ -181,6 +195,8 @@ async def _steps(spec: JobSpec, lang: Language, mode: Mode, sandbox: Sandbox) ->
         return _refused(f"the sandbox failed: {exc}", Status.INTERNAL)
     except ValueError as exc:
         return _refused(f"the job cannot be run: {exc}")
+    if folded is not None:
+        return _unfolded(plan[-1], results[0], lang, spec.limits)
     ran: list[StepRecord] = []
     for step, result in zip(plan, results, strict=False):
         status = _step_status(step, classify(result, lang, spec.limits))
@@ -189,6 +205,28 @@ async def _steps(spec: JobSpec, lang: Language, mode: Mode, sandbox: Sandbox) ->
             return _ended(status, step, result, spec.limits, tuple(ran))
     # The sandbox ended a step the host took for OK: not expected, but never a silent OK.
     return _refused("the sandbox ended the job early", Status.INTERNAL, tuple(ran))
+
+
+def _unfolded(step: str, result: RunResult, lang: Language, limits: Limits) -> Execution:
+    """The check and the step of one process that checked its source first (see `checked`)."""
+    lines = result.channel.splitlines()
+    words = lines[0].split() if len(lines) == 1 else []  # more than one line: not the checker's
+    if not words or words[0] != b"ok":
+        # No verdict, or "error": the process ended as the check (the code never ran).
+        status = _step_status("check", classify(result, lang, limits))
+        history = (_record("check", status, result),)
+        if status is Status.OK:  # exit 0 without a verdict: not expected, never a silent OK
+            return _refused("the check gave no verdict", Status.INTERNAL, history)
+        return _ended(status, "check", result, limits, history)
+    wall_ms = cpu_ms = None
+    with contextlib.suppress(IndexError, ValueError):
+        at, cpu_s = float(words[1]), float(words[2])
+        wall_ms = min(max((at - result.started_at) * 1000, 0.0), result.wall_ms)
+        cpu_ms = min(cpu_s * 1000, result.cpu_ms)
+    check = StepRecord("check", Status.OK.value, 0, wall_ms, cpu_ms, None)
+    status = classify(result, lang, limits)
+    history = (check, _record(step, status, result))
+    return _ended(status, step, result, limits, history)
 
 
 def _record(step: str, status: Status, result: RunResult) -> StepRecord:

@@ -52,6 +52,11 @@ class Language:
     requires: tuple[str, ...]  # executables the sandbox must have
     install_hint: str
     lint_tool: Tool | None = None  # bound for the lint step
+    # Steps whose program checks the source itself, in its own start, before it runs anything
+    # else (the check costs no process of its own): (step, argv template) pairs. The program
+    # says its verdict on its descriptor 3 (see `Step.channel`): "ok MONOTONIC_S CPU_S" once
+    # the source compiled, "error" (its message on stderr, exit 1) when it did not.
+    checked: tuple[tuple[str, tuple[str, ...]], ...] = ()
     address_space_mb: int = 0  # added to memory_mb for RLIMIT_AS (runtimes reserving a lot)
     memory_signs: tuple[str, ...] = ()  # on stderr: the runtime ran out of memory
 
@@ -70,6 +75,16 @@ class Language:
     ) -> tuple[str, ...] | None:
         """The argv of `step` (check, lint, run or test), or None when there is no such step."""
         template: tuple[str, ...] | None = getattr(self, step)
+        if template is None:
+            return None
+        words = tuple(word.format(source=self.source, memory_mb=memory_mb) for word in template)
+        return (*words, *args) if step == "run" else words
+
+    def checked_command(
+        self, step: str, *, memory_mb: int, args: Sequence[str] = ()
+    ) -> tuple[str, ...] | None:
+        """The argv of `step` with the check folded in (see `checked`), or None."""
+        template = dict(self.checked).get(step)
         if template is None:
             return None
         words = tuple(word.format(source=self.source, memory_mb=memory_mb) for word in template)
@@ -133,6 +148,80 @@ _PYTHON_CHECK = (
     "    sys.exit(1)\n"
 )
 
+# The check folded into the program's own start: `python3 -c _PYTHON_CHECKED script FILE ARGS`
+# compiles FILE (the checker's message on a failure, as above), says so on descriptor 3 and
+# closes it, then runs the code as `python3 FILE ARGS` would (`__main__` with its `__file__`,
+# `sys.argv`, `sys.path[0]`; tracebacks without this wrapper's frame); `module FILE NAME ARGS`
+# checks FILE, then runs `python3 -m NAME ARGS`. Nothing of the job's is imported before the
+# verdict is written and the descriptor closed. (Only a `.pth` file among the job's own files,
+# in the user site under /work/.local, runs earlier, as it does for `python3 main.py`: it could
+# write there too, and so mislead about its own job only; a verdict of more than one line is
+# taken for none.)
+_PYTHON_CHECKED = """def _main():
+    import os, sys, time
+    kind, source = sys.argv[1], sys.argv[2]
+    path = os.path.abspath(source)
+    try:
+        with open(source, "rb") as file:
+            code = compile(file.read(), path, "exec", dont_inherit=True)
+    except Exception as exc:
+        if isinstance(exc, SyntaxError) and exc.filename == path:
+            exc.filename = source
+        _say(os, b"error\\n")
+        sys.__excepthook__(type(exc), exc.with_traceback(None), None)
+        sys.exit(1)
+    _say(os, ("ok %.6f %.6f\\n" % (time.monotonic(), time.process_time())).encode())
+    names = sys.modules["__main__"].__dict__
+    builtins = names["__builtins__"]
+    names.clear()
+    names.update(__name__="__main__", __doc__=None, __package__=None, __spec__=None)
+    names.update(__annotations__=dict(), __builtins__=builtins)
+    if kind == "script":
+        loader = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", path)
+        names.update(__loader__=loader, __file__=path, __cached__=None)
+        sys.argv[:] = sys.argv[2:]
+        sys.path[0] = os.path.dirname(os.path.realpath(source))
+    else:
+        module = sys.argv[3]
+        sys.argv[:] = ["-m", *sys.argv[4:]]
+        sys.path[0] = os.getcwd()
+        code = None
+        import runpy
+    try:
+        if code is not None:
+            exec(code, names)
+        else:
+            runpy._run_module_as_main(module)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        # As an uncaught exception would end `python3 FILE`, this frame left out.
+        exc = exc.with_traceback(exc.__traceback__.tb_next)
+        sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+        if isinstance(exc, KeyboardInterrupt):
+            import atexit, signal
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        sys.exit(1)
+
+
+def _say(os, line):
+    try:
+        os.write(3, line)
+        os.close(3)
+    except OSError as exc:
+        os.write(2, ("sandbox: the check cannot say its verdict: %s\\n" % exc).encode())
+        os._exit(126)
+
+
+_main()
+"""
+
+_PYTHON_TEST = (PYTHON, "-m", "unittest", "discover", "-s", ".", "-p", "*test*.py")
+
 _ELIXIR_TEST = (
     'ExUnit.start(); Code.require_file("{source}"); '
     'Enum.each(Path.wildcard("**/*_test.exs"), &Code.require_file/1)'
@@ -145,11 +234,15 @@ LANGUAGES: dict[str, Language] = {
         check=(PYTHON, "-I", "-S", "-c", _PYTHON_CHECK, "{source}"),
         lint=(RUFF.target, "check", "--no-cache", "--output-format", "concise", "."),
         run=(PYTHON, "{source}"),
-        test=(PYTHON, "-m", "unittest", "discover", "-s", ".", "-p", "*test*.py"),
+        test=_PYTHON_TEST,
         requires=(PYTHON,),
         install_hint="install Python 3 (apt-get install python3)",
         lint_tool=RUFF,
         memory_signs=("MemoryError",),
+        checked=(
+            ("run", (PYTHON, "-c", _PYTHON_CHECKED, "script", "{source}")),
+            ("test", (PYTHON, "-c", _PYTHON_CHECKED, "module", "{source}", *_PYTHON_TEST[2:])),
+        ),
     ),
     "javascript": Language(
         name="javascript",

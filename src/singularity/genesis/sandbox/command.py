@@ -1,10 +1,10 @@
 """The command lines that start a sandbox: bubblewrap's mounts, the uid switch, the reaper.
 
 What the sandbox sees: /usr read-only (with the merged-/usr links, or read-only binds where /bin
-and /lib are directories), a few entries of /etc (the loader's cache, alternatives, time zone,
-Python's config; never passwd, shadow or anything secret: passwd, group and hosts are written
-for the sandbox), /proc of its own PID namespace, a minimal /dev, tmpfs at /work (unless a host
-directory is bound there), /tmp and /dev/shm, and the read-only binds a run asks for. The root
+and /lib are directories), an /etc of its own (`etc`: a few entries of the host's, never passwd,
+shadow or anything secret; passwd, group and hosts written for the sandbox), /proc of its own
+PID namespace, a minimal /dev, tmpfs at /work (unless a host directory is bound there), /tmp and
+/dev/shm, and the read-only binds a run asks for. The root
 and /dev are remounted read-only, so nothing can be written outside those tmpfs mounts.
 Everything else of the host (/root, /home, /var, /run, the project, SINGULARITY_HOME) is absent.
 """
@@ -33,7 +33,7 @@ __all__ = [
     "Bind",
     "Command",
     "environment",
-    "etc_files",
+    "forget_made",
     "host_tool",
     "inode_budget",
     "launcher",
@@ -43,6 +43,7 @@ __all__ = [
     "sandbox_args",
     "scratch_sizes",
     "shm_mb",
+    "stage_of",
     "stage_prefix",
     "staged",
 ]
@@ -52,20 +53,6 @@ WORK = "/work"
 PYTHON = "/usr/bin/python3"  # the system's Python runs the reaper (and Python jobs)
 SHM_MB = 16
 _ROOT_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-_ETC = (
-    "alternatives",
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "localtime",
-    "mime.types",
-    "nsswitch.conf",
-    "os-release",
-    "protocols",
-    "python3",
-    "services",
-    "timezone",
-)
 _HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Runs as root in a private mount namespace: mounts each sized tmpfs ("-t OPTIONS ENTRY") and
 # binds each unreachable source ("SOURCE ENTRY", SOURCE absolute) on its stage entry, then hands
@@ -92,6 +79,7 @@ class Command:
     pass_fds: list[int] = field(default_factory=list)
     user: int | None = None  # switch to this uid (and gid) before exec
     cwd: str | None = None
+    stderr: int | None = None  # its stderr (None: the worker's)
 
 
 def host_tool(name: str) -> str | None:
@@ -114,7 +102,9 @@ def python_reaper() -> list[str]:
     return [PYTHON, "-I", "-S", "-c", _reaper_source()]
 
 
-Step = tuple[tuple[int, int, int], Sequence[str]]  # stdin (-1: none), stdout, stderr; argv
+# A step's descriptors: stdin (-1: none), stdout, stderr, and optionally one more that the
+# program gets as its descriptor 3 (absent or -1: none); its argv.
+Step = tuple[tuple[int, ...], Sequence[str]]
 
 
 def reaper_argv(
@@ -137,7 +127,8 @@ def reaper_argv(
     )
     words = [*head, scope, str(report), str(control), *map(str, numbers)]
     for fds, argv in steps:
-        words += ["--step", *map(str, fds), str(len(argv)), *argv]
+        padded = (*fds, -1)[:4]
+        words += ["--step", *map(str, padded), str(len(argv)), *argv]
     return words
 
 
@@ -147,6 +138,7 @@ def sandbox_args(
     limits: Limits,
     *,
     status_fd: int,
+    etc: str,
     work: Bind | None,
     inputs: Sequence[tuple[int, str]],
     binds: Sequence[Bind],
@@ -154,8 +146,9 @@ def sandbox_args(
 ) -> list[str]:
     """bubblewrap's options: namespaces, mounts, and the files written into the sandbox.
 
-    `scratch` holds the tmpfs mounts already made (by `staged`, with an inode limit) by target;
-    without it bubblewrap makes them, sized but with the kernel's default inode limit.
+    `etc` is the host directory bound read-only at /etc (see `etc.prepare`). `scratch` holds
+    the tmpfs mounts already made (by `staged`, with an inode limit) by target; without it
+    bubblewrap makes them, sized but with the kernel's default inode limit.
     """
     made = scratch or {}
 
@@ -165,7 +158,7 @@ def sandbox_args(
     args = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent"]
     args += ["--new-session", "--as-pid-1", "--hostname", "sandbox"]
     args += ["--uid", str(identity.uid), "--gid", str(identity.gid)]
-    args += ["--json-status-fd", str(status_fd), *_system()]
+    args += ["--json-status-fd", str(status_fd), *_system(), "--ro-bind", etc, "/etc"]
     args += ["--proc", "/proc", "--dev", "/dev", *tmpfs("/dev/shm", shm_mb(limits))]
     args += tmpfs("/tmp", limits.disk_mb)
     args += tmpfs(WORK, limits.disk_mb) if work is None else _bind(work)
@@ -178,7 +171,7 @@ def sandbox_args(
 
 @functools.cache
 def _system() -> tuple[str, ...]:
-    # Once per worker: the host's layout of / and /etc does not change under it.
+    # Once per worker: the host's layout of / does not change under it.
     args = ["--ro-bind", "/usr", "/usr"]
     for name in _ROOT_DIRS:
         host = Path("/", name)
@@ -186,9 +179,6 @@ def _system() -> tuple[str, ...]:
             args += ["--symlink", os.readlink(host), f"/{name}"]
         elif host.is_dir():
             args += ["--ro-bind", str(host), f"/{name}"]
-    args += ["--perms", "0755", "--dir", "/etc"]
-    for entry in (*_ETC, *sorted(p.name for p in Path("/etc").glob("python3.*"))):
-        args += ["--ro-bind-try", f"/etc/{entry}", f"/etc/{entry}"]
     return tuple(args)
 
 
@@ -244,7 +234,10 @@ def staged(
     made = {}
     for index, (target, size_mb) in enumerate((scratch or {}).items()):
         entry = (scratch_stage or stage) / f"tmpfs{index}"
-        entry.mkdir(mode=0o755, exist_ok=scratch_stage is not None)
+        if scratch_stage is not None:
+            _made_once(entry, 0o755)  # only a mount point: kept
+        else:
+            entry.mkdir(mode=0o755)
         words += ["-t", _tmpfs_options(size_mb, identity), str(entry)]
         made[target] = Bind(entry, target, writable=True)
     replaced = []
@@ -319,7 +312,7 @@ def launcher(
     hidden = [bind for bind in binds if not reachable(bind.source, identity)]
     # The uid's own stage, kept: only one run holds the uid at a time, and its tmpfs entries
     # are empty mount points on the host (the mounts live in the run's mount namespace only).
-    stage = _stage_of(identity)
+    stage = stage_of(identity)
     entries = stage
     if hidden:  # a file or a directory each: made for this run, removed after it
         entries = Path(tempfile.mkdtemp(prefix="run-", dir=stage))
@@ -334,21 +327,24 @@ def launcher(
     return stage_prefix(words, identity, limits, helper), None, work, binds, made
 
 
-def _stage_of(identity: Identity) -> Path:
-    STAGE_DIR.mkdir(mode=0o711, exist_ok=True)
+def stage_of(identity: Identity) -> Path:
+    """The stage of a dedicated uid (root's): kept from run to run of that uid."""
     stage = STAGE_DIR / f"uid-{identity.uid}"
-    stage.mkdir(mode=0o711, exist_ok=True)
+    _made_once(STAGE_DIR, 0o711)
+    _made_once(stage, 0o711)
     return stage
 
 
-def etc_files(identity: Identity) -> dict[str, bytes]:
-    """passwd, group and hosts of the sandbox: its user, root and nobody, localhost."""
-    uid, gid = identity.uid, identity.gid
-    passwd = (
-        "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-        f"sandbox:x:{uid}:{gid}:sandbox:{WORK}:/bin/sh\n"
-        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-    )
-    group = f"root:x:0:\nsandbox:x:{gid}:\nnogroup:x:65534:\n"
-    hosts = "127.0.0.1 localhost sandbox\n::1 localhost\n"
-    return {"passwd": passwd.encode(), "group": group.encode(), "hosts": hosts.encode()}
+_made: set[Path] = set()  # directories this process made (or found) already
+
+
+def _made_once(path: Path, mode: int) -> None:
+    if path not in _made:
+        path.mkdir(mode=mode, exist_ok=True)
+        _made.add(path)
+
+
+def forget_made() -> None:
+    """Make the stage directories again at the next run (a run failed to set up: one may be
+    gone)."""
+    _made.clear()

@@ -1,7 +1,9 @@
 """The descriptors of one run: pipes to and from the sandbox, memfds of its inputs.
 
 Each step of a run has its own stdout and stderr pipes (the reaper gives them to that step
-only), so its output and its caps are its own.
+only), so its output and its caps are its own. One more pipe carries everything else the host
+hears: it is bubblewrap's stderr (and so the reaper's, which reports on it), and bubblewrap's
+status documents go to it too.
 
 Every descriptor is closed exactly once: a second close, after the number was reused by a
 concurrent run, would close someone else's.
@@ -12,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from typing import IO
 
 from singularity.genesis.limits import Limits
 from singularity.genesis.sandbox import command as commands
 from singularity.genesis.sandbox import staging
 
-__all__ = ["Fds", "Pipes"]
+__all__ = ["REPORT_FD", "Fds", "Pipes"]
+
+REPORT_FD = 2  # the reaper's report: its stderr, which is the report pipe
 
 
 class Fds:
@@ -37,6 +40,12 @@ class Fds:
         """A sealed memfd with `data`, owned."""
         return self.own(staging.sealed_memfd(data))
 
+    def pipe(self) -> tuple[int, int]:
+        """A pipe, both ends owned; the read end non-blocking (for the event loop)."""
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        return self.own(read), self.own(write)
+
     def release(self, fd: int) -> None:
         """Stop tracking `fd`: its new owner closes it."""
         self._open.discard(fd)
@@ -51,41 +60,52 @@ class Fds:
 
 
 class Pipes:
-    """The reaper's report and control pipes, and bubblewrap's status pipe."""
+    """The report pipe (with bubblewrap's status on it), the reaper's control pipe, and each
+    step's own."""
 
-    def __init__(self, stack: contextlib.ExitStack, fds: Fds, *, status: bool) -> None:
+    def __init__(self, fds: Fds, *, status: bool) -> None:
         self.fds = fds
-        self._stack = stack
-        self._steps: list[tuple[int, int, int]] = []  # each step's stdin, stdout, stderr
-        self.outputs: list[tuple[IO[bytes], IO[bytes]]] = []  # the host's ends of those
-        self.report: IO[bytes]
-        self.report, self.report_w = self._pipe(stack)
+        # Each step's stdin, stdout, stderr and channel (-1: none); the host's ends of the
+        # outputs and of the channels.
+        self._steps: list[tuple[int, int, int, int]] = []
+        self.outputs: list[tuple[int, int]] = []
+        self._channels: list[int] = []
+        self.report, self.report_w = fds.pipe()
         self.control_r, self.control_w = (fds.own(fd) for fd in os.pipe())
-        self.status: IO[bytes] | None = None
-        self.status_w = -1
-        if status:
-            self.status, self.status_w = self._pipe(stack)
+        # bubblewrap closes its status descriptor in the sandbox, where the reaper reports on
+        # its stderr: the same pipe under another number.
+        self.status_w = fds.own(os.dup(self.report_w)) if status else -1
 
-    def _pipe(self, stack: contextlib.ExitStack) -> tuple[IO[bytes], int]:
-        read, write = os.pipe()
-        reader = os.fdopen(read, "rb", buffering=0)  # the file object owns the read end
-        stack.callback(reader.close)
-        return reader, self.fds.own(write)
-
-    def add_step(self, stdin: bytes | None) -> None:
-        """Pipes of a step's own: its output (read by the host), its stdin (none: /dev/null)."""
-        out, out_w = self._pipe(self._stack)
-        err, err_w = self._pipe(self._stack)
+    def add_step(self, stdin: bytes | None, *, channel: bool = False) -> None:
+        """Pipes of a step's own: its output (read by the host), its stdin (none: /dev/null),
+        and with `channel` a pipe the program gets as its descriptor 3 (read once it is over).
+        """
+        out, out_w = self.fds.pipe()
+        err, err_w = self.fds.pipe()
         stdin_fd = -1 if stdin is None else self.fds.memfd(stdin)
-        self._steps.append((stdin_fd, out_w, err_w))
+        said = said_w = -1
+        if channel:
+            said, said_w = self.fds.pipe()
+        self._steps.append((stdin_fd, out_w, err_w, said_w))
+        self._channels.append(said)
         self.outputs.append((out, err))
+
+    def said(self, index: int) -> bytes:
+        """What step `index` wrote on its channel (once its tree is gone; at most a pipe's
+        buffer, which bounds it)."""
+        fd = self._channels[index] if index < len(self._channels) else -1
+        if fd < 0:
+            return b""
+        try:
+            return os.read(fd, 1 << 16)
+        except OSError:
+            return b""
 
     @property
     def inherited(self) -> list[int]:
-        """What the sandbox inherits: the write ends the host reads, the control read end,
-        and each step's descriptors."""
-        ends = [self.report_w, self.control_r]
-        ends += [fd for fds in self._steps for fd in fds if fd >= 0]
+        """What the sandbox inherits besides its stderr (`report_w`): the control read end,
+        bubblewrap's status descriptor, and each step's descriptors."""
+        ends = [self.control_r, *(fd for fds in self._steps for fd in fds if fd >= 0)]
         return [*ends, self.status_w] if self.status_w >= 0 else ends
 
     def reaper(
@@ -103,7 +123,7 @@ class Pipes:
             head,
             steps,
             limits,
-            report=self.report_w,
+            report=REPORT_FD,
             control=self.control_r,
             scope=scope,
             nproc=nproc,

@@ -6,9 +6,12 @@ running out (it starts when the previous step ends), stops the run. Stopping ask
 (through its control pipe) to kill the tree and report; if it does not answer within a grace
 period, the sandbox's PID 1 is killed (the kernel then kills its whole namespace), and last
 bubblewrap itself. The process is reaped with a pidfd, so no other waiter in the worker can
-take its status. Last, unless the
-reaper said its last word (written only once it has killed and reaped everything else in its
-namespace), the host is swept for anything left in the run's PID namespace.
+take its status. Last, unless the reaper said its last word (written only once it has killed
+and reaped everything else in its namespace), the host is swept for anything left in the run's
+PID namespace.
+
+The sandbox's PID 1 is known from bubblewrap's status (its pid and its PID namespace), checked
+with a pidfd and the namespace's inode; only without that status is /proc read for it.
 """
 
 from __future__ import annotations
@@ -18,19 +21,20 @@ import contextlib
 import functools
 import json
 import os
+import select
 import signal
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import structlog
 
 from singularity.genesis.sandbox import sweep
 from singularity.genesis.sandbox.command import Command
-from singularity.genesis.sandbox.streams import Capture, Report, StepSeen
+from singularity.genesis.sandbox.streams import Capture, Drain, Report, StepSeen
 
 __all__ = ["Child", "Supervised"]
 
@@ -73,9 +77,12 @@ class Child:
         self.stopped = False
         self.finished = False  # the reaper wrote its last report: only it is left
         self._seen: list[StepSeen] = []
-        self._progress = asyncio.Event()  # a step ended
+        self._setup = Capture(_SETUP_BYTES)
+        self._changed = asyncio.Event()  # the process exited, a step ended, or a limit was hit
+        self._progress = False  # a step ended
         self._last_end = 0.0
-        self.limit_hit = asyncio.Event()  # either: the run must stop
+        self.limit_hit = False  # the run must stop
+        self._exited: asyncio.Future[None] | None = None
         self._reaped: int | None = None
 
     @classmethod
@@ -86,7 +93,7 @@ class Child:
             command.argv,
             stdin=subprocess.DEVNULL,  # each step has a stdin of its own
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=command.stderr,
             pass_fds=command.pass_fds,
             env=command.env,
             cwd=command.cwd,
@@ -100,23 +107,27 @@ class Child:
         *,
         wall_s: float,
         output_bytes: int,
-        report: IO[bytes],
-        status: IO[bytes] | None,
-        outputs: list[tuple[IO[bytes], IO[bytes]]],
+        report: int,
+        outputs: list[tuple[int, int]],
         guard: Callable[[], Awaitable[None]] | None = None,
     ) -> Supervised:
         """Follow the run to its end (the last step's, or a limit's); reaps the process.
 
-        `outputs` are each step's stdout and stderr. The wall clock and the output caps apply
-        to each step. `guard`, when given, runs beside the steps; its return stops the run (a
-        limit the host watches, such as a work directory's quota, was hit).
+        `report` is the report pipe's read end, `outputs` each step's stdout and stderr (read
+        ends, non-blocking, owned by the caller: closed only after this returns). The wall
+        clock and the output caps apply to each step. `guard`, when given, runs beside the
+        steps; its return stops the run (a limit the host watches, such as a work directory's
+        quota, was hit).
         """
+        loop = asyncio.get_running_loop()
         started = time.monotonic()
         self._seen = [self._step(index, output_bytes) for index in range(len(outputs))]
         self._seen[0].started_at = started
-        setup = Capture(_SETUP_BYTES)
-        readers = self._read(setup, report, status, outputs)
-        exited = asyncio.ensure_future(_readable(self._pidfd))
+        drains = [Drain(report, each_line=self._line)]
+        for seen, (out, err) in zip(self._seen, outputs, strict=True):
+            drains += [Drain(out, seen.stdout), Drain(err, seen.stderr)]
+        exited = self._exited = loop.create_future()
+        loop.add_reader(self._pidfd, self._on_exit)
         guarding = [asyncio.ensure_future(self._guard(guard))] if guard is not None else []
         try:
             if not await self._follow(exited, wall_s):
@@ -124,7 +135,7 @@ class Child:
             if not exited.done():
                 await self._end(exited)
             ended = time.monotonic()
-            await _finish(readers)
+            await _finish(drains)
             wait_status = self._reap()
             if not self.finished:
                 await self._sweep()
@@ -132,11 +143,14 @@ class Child:
             # The tree is gone before any pipe closes: bubblewrap, still setting up, dies of
             # SIGPIPE writing its status to a closed pipe, and leaves its child waiting forever.
             self._abandon()
-            # Awaited, not only cancelled: each reader must unregister its pipe before the pipe
-            # is closed, or a new descriptor of the same number could lose its registration.
-            for task in (exited, *readers, *guarding):
+            # Each pipe is unregistered before the caller closes it, or a new descriptor of the
+            # same number could lose its registration.
+            loop.remove_reader(self._pidfd)
+            for drain in drains:
+                drain.stop()
+            for task in guarding:
                 task.cancel()
-            await asyncio.gather(exited, *readers, *guarding, return_exceptions=True)
+            await asyncio.gather(*guarding, return_exceptions=True)
             self._close()
         for seen in self._seen:
             if seen.ended_at is None:
@@ -145,16 +159,27 @@ class Child:
         return Supervised(
             steps=ran,
             wait_status=wait_status,
-            setup_stderr=bytes(setup.data),
+            setup_stderr=bytes(self._setup.data),
             stopped=self.stopped,
             started=self.started,
             status=self.status,
         )
 
+    def _on_exit(self) -> None:
+        # Readable for good once the process has exited: unregistered at once.
+        asyncio.get_running_loop().remove_reader(self._pidfd)
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(None)
+        self._changed.set()
+
+    def _hit_limit(self) -> None:
+        self.limit_hit = True
+        self._changed.set()
+
     def _step(self, index: int, output_bytes: int) -> StepSeen:
         def overflow() -> None:
             self._seen[index].output_limited = True
-            self.limit_hit.set()
+            self._hit_limit()
 
         return StepSeen(Capture(output_bytes, overflow), Capture(output_bytes, overflow))
 
@@ -166,36 +191,29 @@ class Child:
     async def _follow(self, exited: asyncio.Future[None], wall_s: float) -> bool:
         """Wait for the end or a limit; False when a step's clock ran out first."""
         deadline = (self._seen[0].started_at or time.monotonic()) + wall_s
-        while not (exited.done() or self.limit_hit.is_set()):
-            left = deadline - time.monotonic()
-            if left <= 0 or not await _first(exited, self.limit_hit, self._progress, within=left):
-                return False
-            if self._progress.is_set():
-                self._progress.clear()
+        while not (exited.done() or self.limit_hit):
+            if self._progress:
+                self._progress = False
                 deadline = self._last_end + wall_s  # the next step's clock starts
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(left):
+                    await self._changed.wait()
+            except TimeoutError:
+                if not (exited.done() or self.limit_hit or self._progress):
+                    return False
         return True
 
-    def _read(
-        self,
-        setup: Capture,
-        report: IO[bytes],
-        status: IO[bytes] | None,
-        outputs: list[tuple[IO[bytes], IO[bytes]]],
-    ) -> list[asyncio.Task[None]]:
-        """Tasks reading the steps' streams, the reaper's report and bubblewrap's own output."""
-        assert self.popen.stderr is not None
-        said = Capture(_SETUP_BYTES)
-        readers = [
-            asyncio.create_task(setup.drain(self.popen.stderr)),
-            asyncio.create_task(said.drain(report, self._reaper_line)),
-        ]
-        for seen, (out, err) in zip(self._seen, outputs, strict=True):
-            readers.append(asyncio.create_task(seen.stdout.drain(out)))
-            readers.append(asyncio.create_task(seen.stderr.drain(err)))
-        if status is not None:
-            told = Capture(_SETUP_BYTES)
-            readers.append(asyncio.create_task(told.drain(status, self._status_line)))
-        return readers
+    def _line(self, line: bytes) -> None:
+        """A line of the report pipe: the reaper's, bubblewrap's status, or a message."""
+        if line.startswith(b"{"):
+            self._status_line(line)
+        elif not (line.startswith((b"pid ", b"end ")) and self._reaper_line(line)):
+            self._setup.take(line)
 
     async def _sweep(self) -> None:
         if self._namespace_fd is not None:
@@ -209,30 +227,33 @@ class Child:
             log.exception("sandbox_guard_failed", pid=self.pid)
             return
         self._current().disk_limited = True
-        self.limit_hit.set()
+        self._hit_limit()
 
-    def _reaper_line(self, line: bytes) -> None:
+    def _reaper_line(self, line: bytes) -> bool:
+        """Take a report line; whether it was one."""
         words = line.decode(errors="replace").split()
         if len(words) < 3 or words[0] not in ("pid", "end") or not words[1].isdigit():
-            return
+            return False
         index = int(words[1])
         if index >= len(self._seen):
-            return
+            return False
         seen = self._seen[index]
         if words[0] == "pid" and len(words) == 3 and words[2].isdigit():
             self.started = seen.started = True
             if not self._namespace:
                 self._group = int(words[2])
-            return
+            return True
         seen.report = Report.parse(words[2:])
         if seen.report is None:
-            return
+            return False
         self._last_end = seen.ended_at = time.monotonic()
         if index + 1 < len(self._seen) and seen.report.exit_code == 0 and not seen.report.stopped:
             self._seen[index + 1].started_at = self._last_end
         else:
             self.finished = True  # the reaper's last word: it returns next
-        self._progress.set()
+        self._progress = True
+        self._changed.set()
+        return True
 
     def _status_line(self, line: bytes) -> None:
         with contextlib.suppress(ValueError):
@@ -240,7 +261,33 @@ class Child:
             if isinstance(document, dict):
                 self.status.update(document)
                 if "child-pid" in document:
-                    self._learn_init(int(document["child-pid"]))
+                    namespace = document.get("pid-namespace")
+                    if isinstance(namespace, int):
+                        self._learn_init_in(int(document["child-pid"]), namespace)
+                    else:
+                        self._learn_init(int(document["child-pid"]))
+
+    def _learn_init_in(self, pid: int, namespace: int) -> None:
+        """PID 1 as bubblewrap named it: `pid`, checked to be in the PID namespace `namespace`
+        (bubblewrap's too) while it runs, so no reused pid is taken for it."""
+        if self._init_pidfd is not None or namespace == _own_namespace():
+            return
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return
+        try:
+            fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(pidfd)
+            return
+        # Still running once its namespace was read: the pid was not reused in between.
+        if os.fstat(fd).st_ino != namespace or select.select([pidfd], [], [], 0)[0]:
+            os.close(fd)
+            os.close(pidfd)
+            return
+        self._init_pidfd = pidfd
+        self._namespace_fd = fd
 
     def _learn_init(self, pid: int) -> None:
         if self._init_pidfd is not None:
@@ -270,11 +317,11 @@ class Child:
     async def _end(self, exited: asyncio.Future[None]) -> None:
         """Stop the run: the reaper first, then PID 1 of the sandbox, then bubblewrap."""
         self._stop()
-        if await _first(exited, within=GRACE_S):
+        if await _within(exited, GRACE_S):
             return
         log.warning("sandbox_reaper_silent", pid=self.pid)
         self._kill_init()
-        if await _first(exited, within=KILL_WAIT_S):
+        if await _within(exited, KILL_WAIT_S):
             return
         self._kill_outer()
         await exited
@@ -332,9 +379,6 @@ class Child:
             self._reap()
 
     def _close(self) -> None:
-        for pipe in (self.popen.stdout, self.popen.stderr):
-            if pipe is not None:
-                pipe.close()
         for fd in (self._pidfd, self._control, self._init_pidfd, self._namespace_fd):
             if fd is not None:
                 with contextlib.suppress(OSError):
@@ -387,32 +431,18 @@ def _is_child(pid: int, parent: int) -> bool:
         return False
 
 
-async def _readable(fd: int) -> None:
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
+async def _within(exited: asyncio.Future[None], seconds: float) -> bool:
+    """Wait for the exit at most `seconds`; whether it came."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await asyncio.shield(exited)
+    return exited.done()
 
 
-async def _first(exited: asyncio.Future[None], *events: asyncio.Event, within: float) -> bool:
-    """Wait for the exit (or any of the events) at most `within` seconds; whether one came."""
-    flags = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        done, _ = await asyncio.wait(
-            {exited, *flags}, timeout=within, return_when="FIRST_COMPLETED"
-        )
-    finally:
-        for flag in flags:
-            flag.cancel()
-    return bool(done)
-
-
-async def _finish(readers: list[asyncio.Task[None]]) -> None:
-    """Let the readers reach EOF; a pipe a stray process still holds is given up on."""
-    _, pending = await asyncio.wait(readers, timeout=DRAIN_S)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
+async def _finish(drains: list[Drain]) -> None:
+    """Let the pipes reach EOF; a pipe a stray process still holds is given up on."""
+    pending = [drain.done for drain in drains if not drain.done.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=DRAIN_S)
+    for drain in drains:
+        drain.stop()

@@ -5,10 +5,11 @@
  * same arguments and report: the two must stay alike (read reaper.py's docstring first).
  *
  *   reaper SCOPE REPORT_FD CONTROL_FD CPU_S AS_BYTES NPROC FSIZE NOFILE
- *          --step IN OUT ERR COUNT WORD... [--step ...]
- *     PID 1 of the sandbox: runs each step in turn under the rlimits, kills and reaps its whole
- *     tree, reports "pid K N" and "end K exit|signal CODE USER_S SYS_S MAX_RSS_KB STOPPED";
- *     the first step that does not exit 0 is the last.
+ *          --step IN OUT ERR EXTRA COUNT WORD... [--step ...]
+ *     PID 1 of the sandbox: runs each step in turn under the rlimits (EXTRA, unless -1, is the
+ *     program's descriptor 3), kills and reaps its whole tree, reports "pid K N" and
+ *     "end K exit|signal CODE USER_S SYS_S MAX_RSS_KB STOPPED"; the first step that does not
+ *     exit 0 is the last.
  *   reaper stage UID GID NPROC [-t OPTIONS ENTRY | SOURCE ENTRY]... -- PROGRAM ARG...
  *     As root, in a private mount namespace of its own: mounts each sized tmpfs and binds each
  *     source on its entry (what bubblewrap, mounting as the sandbox's uid, cannot), caps the
@@ -105,10 +106,11 @@ static void become_program(char **argv, const long *fds, const long *numbers, in
     sigprocmask(SIG_SETMASK, &none, NULL);
     int stdin_fd = fds[0] >= 0 ? (int)fds[0] : open("/dev/null", O_RDONLY);
     if (stdin_fd < 0 || dup2(stdin_fd, 0) < 0 || dup2((int)fds[1], 1) < 0 ||
-        dup2((int)fds[2], 2) < 0)
+        dup2((int)fds[2], 2) < 0 || (fds[3] >= 0 && dup2((int)fds[3], 3) < 0))
         _exit(126);
-    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
-        for (int fd = 3; fd < 65536; fd++) close(fd);
+    unsigned first = fds[3] >= 0 ? 4U : 3U; /* the step's own descriptor 3 stays */
+    if (syscall(SYS_close_range, first, ~0U, 0U) != 0)
+        for (int fd = (int)first; fd < 65536; fd++) close(fd);
     set_limit(RLIMIT_CPU, (rlim_t)numbers[0], (rlim_t)numbers[0] + 1); /* SIGXCPU, then KILL */
     const int limits[] = {RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_NOFILE};
     for (int index = 0; index < 4; index++)
@@ -196,14 +198,15 @@ static int reaper(int argc, char **argv) {
 
     int code = 0, index = 0;
     for (int at = 9; at < argc; index++) {
-        if (strcmp(argv[at], "--step") != 0 || at + 5 > argc) return 125;
-        long fds[3] = {number(argv[at + 1]), number(argv[at + 2]), number(argv[at + 3])};
-        int count = (int)number(argv[at + 4]);
-        if (count < 1 || at + 5 + count > argc) return 125;
+        if (strcmp(argv[at], "--step") != 0 || at + 6 > argc) return 125;
+        long fds[4];
+        for (int which = 0; which < 4; which++) fds[which] = number(argv[at + 1 + which]);
+        int count = (int)number(argv[at + 5]);
+        if (count < 1 || at + 6 + count > argc) return 125;
         char **command = calloc((size_t)count + 1, sizeof *command);
         if (command == NULL) return 125;
-        memcpy(command, argv + at + 5, (size_t)count * sizeof *command);
-        at += 5 + count;
+        memcpy(command, argv + at + 6, (size_t)count * sizeof *command);
+        at += 6 + count;
 
         struct usage usage = {0, 0, 0};
         int status = 0, have = 0;
@@ -217,7 +220,7 @@ static int reaper(int argc, char **argv) {
         int stopped = !watch(pid, control, &status, &have, &usage);
         kill_tree(group, pid, &status, &have, &usage);
         /* The step's streams end with it: the host reads them to their EOF at once. */
-        for (int which = 0; which < 3; which++)
+        for (int which = 0; which < 4; which++)
             if (fds[which] > 2) close((int)fds[which]);
         if (!have) status = SIGKILL; /* a raw wait status: killed by SIGKILL */
         int signaled = WIFSIGNALED(status);

@@ -11,7 +11,8 @@ signal it does not use (SIGCHLD, its wake-up, is harmless to receive), and gives
 every default back.
 
 Arguments: SCOPE REPORT_FD CONTROL_FD CPU_S AS_BYTES NPROC FSIZE NOFILE, then per step
-`--step IN OUT ERR COUNT WORD...` (IN -1: /dev/null). SCOPE is "namespace" (kill everything
+`--step IN OUT ERR EXTRA COUNT WORD...` (IN -1: /dev/null; EXTRA, unless -1, becomes the
+program's descriptor 3). SCOPE is "namespace" (kill everything
 else in the PID namespace after each step) or "group" (the unsafe mode, where there is no
 namespace: kill the step's process group only).
 
@@ -93,10 +94,10 @@ def _steps(words: list[str]) -> list[tuple[list[int], list[str]]]:
     while words:
         if words[0] != "--step":
             raise SystemExit(125)
-        fds = [int(word) for word in words[1:4]]
-        count = int(words[4])
-        steps.append((fds, words[5 : 5 + count]))
-        words = words[5 + count :]
+        fds = [int(word) for word in words[1:5]]
+        count = int(words[5])
+        steps.append((fds, words[6 : 6 + count]))
+        words = words[6 + count :]
     return steps
 
 
@@ -153,9 +154,10 @@ def _become_program(command: list[str], fds: list[int], numbers: list[int], scop
         signal.signal(signum, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
     stdin = fds[0] if fds[0] >= 0 else os.open("/dev/null", os.O_RDONLY)
-    for target, fd in enumerate((stdin, fds[1], fds[2])):
-        os.dup2(fd, target)
-    os.closerange(3, 1 << 20)
+    for target, fd in enumerate((stdin, fds[1], fds[2], fds[3])):
+        if fd >= 0:
+            os.dup2(fd, target)
+    os.closerange(3 if fds[3] < 0 else 4, 1 << 20)  # the step's own descriptor 3 stays
     cpu = numbers[0]
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU first, SIGKILL a second on
     for index, which in enumerate(_LIMITS):

@@ -30,6 +30,10 @@ class RunResult:
     # The host work directory grew past its quota (disk_mb, or the inodes of a tmpfs that
     # size): the run was stopped for it, or found over it when it ended.
     disk_limited: bool = False
+    # What the program wrote on its descriptor 3, for a step given one (`Step.channel`; at
+    # most a pipe's buffer), and when the step started on the host's clock (time.monotonic).
+    channel: bytes = b""
+    started_at: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -40,6 +40,7 @@ import structlog
 
 from singularity.genesis.limits import MIB, Limits
 from singularity.genesis.sandbox import command as commands
+from singularity.genesis.sandbox import etc as etcs
 from singularity.genesis.sandbox import native, staging, sweep
 from singularity.genesis.sandbox.command import PYTHON, WORK, Command
 from singularity.genesis.sandbox.identity import (
@@ -70,10 +71,17 @@ _USERNS_SIGNS = ("No permissions to create", "Creating new namespace failed", "s
 
 @dataclass(frozen=True)
 class Step:
-    """One program of a sandbox's steps, with its own standard input (None: empty)."""
+    """One program of a sandbox's steps, with its own standard input (None: empty).
+
+    With `channel`, the program also gets a pipe as its descriptor 3, which only it holds
+    (the reaper gives it to that step only): what it writes there before it closes it is the
+    result's `channel`. A program that checks its input before it runs untrusted code says
+    its verdict there, where that code cannot write once the descriptor is closed.
+    """
 
     argv: Sequence[str]
     stdin: bytes | None = None
+    channel: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,7 @@ class Sandbox:
         self._native = native_helper  # False: always the portable reaper and staging
         self._uids = UidPool(uid_base, slots)
         self._checked = False
+        self._bwrap_found: str | None = None
 
     @contextlib.asynccontextmanager
     async def lease_identity(self) -> AsyncIterator[Identity]:
@@ -216,13 +225,15 @@ class Sandbox:
         helper = await self._helper()
         if helper is None:
             _require_python()
+        etc_dir = etcs.ready(identity)
+        if etc_dir is None:  # the first run of this uid, or the host's /etc changed
+            commands.forget_made()  # its stage is looked at again too
+            stage = commands.stage_of(identity) if identity.dedicated else None
+            etc_dir = await asyncio.to_thread(etcs.prepare, identity, stage)
         with contextlib.ExitStack() as stack:
-            pipes = Pipes(stack, Fds(stack), status=True)
+            pipes = Pipes(Fds(stack), status=True)
             fds = [pipes.fds.memfd(data) for data in request.inputs.values()]
             targets = [f"{WORK}/{path}" for path in request.inputs]
-            for name, data in commands.etc_files(identity).items():
-                fds.append(pipes.fds.memfd(data))
-                targets.append(f"/etc/{name}")
             work = None
             if request.workdir is not None:
                 await asyncio.to_thread(staging.hand_over, request.workdir, identity)
@@ -238,6 +249,7 @@ class Sandbox:
                 identity,
                 request.limits,
                 status_fd=pipes.status_w,
+                etc=etc_dir,
                 work=work,
                 inputs=list(zip(fds, targets, strict=True)),
                 binds=mounts,
@@ -247,8 +259,14 @@ class Sandbox:
             env = commands.environment(WORK, "/tmp", request.env)
             inherited = [*pipes.inherited, *fds, *([] if helper is None else [helper.fd])]
             command = Command([*prefix, *args, "--", *reaper], env, inherited, user)
-            outcome = await _start(command, request, pipes, namespace=True)
+            command.stderr = pipes.report_w
+            try:
+                outcome = await _start(command, request, pipes, namespace=True)
+            except SandboxUnavailable:
+                self._forget()
+                raise
         if not outcome.started and not outcome.stopped:
+            self._forget()
             raise SandboxUnavailable(_diagnosis(outcome.setup_stderr))
         return outcome
 
@@ -257,7 +275,7 @@ class Sandbox:
         pipes: Pipes, request: _Request, helper: native.Helper | None, *, scope: str, nproc: bool
     ) -> list[str]:
         for step in request.steps:
-            pipes.add_step(step.stdin)
+            pipes.add_step(step.stdin, channel=step.channel)
         head = commands.python_reaper() if helper is None else [helper.path]
         argvs = [step.argv for step in request.steps]
         return pipes.reaper(head, argvs, request.limits, scope=scope, nproc=nproc)
@@ -279,10 +297,10 @@ class Sandbox:
                 bind.target: str(bind.source) for bind in request.mounts
             }  # no mounts: host paths
             steps = [
-                Step([sources.get(word, word) for word in step.argv], step.stdin)
+                Step([sources.get(word, word) for word in step.argv], step.stdin, step.channel)
                 for step in request.steps
             ]
-            pipes = Pipes(stack, Fds(stack), status=False)
+            pipes = Pipes(Fds(stack), status=False)
             reaper = self._reaper(
                 pipes,
                 dataclasses.replace(request, steps=steps),
@@ -293,19 +311,27 @@ class Sandbox:
             env = commands.environment(str(root), str(root), request.env)
             user = identity.uid if identity.dedicated else None
             inherited = [*pipes.inherited, *([] if helper is None else [helper.fd])]
-            command = Command(reaper, env, inherited, user, cwd=str(root))
+            command = Command(reaper, env, inherited, user, cwd=str(root), stderr=pipes.report_w)
             outcome = await _start(command, request, pipes, namespace=False)
         if identity.dedicated:
             await sweep.sweep(sweep.of_uid(identity.uid), what="uid")
         return outcome
 
+    def _forget(self) -> None:
+        """A run failed to set up: what was found or made once is looked at again next time."""
+        self._bwrap_found = None
+        commands.forget_made()
+
     def _bwrap_path(self) -> str:
+        if self._bwrap_found is not None:
+            return self._bwrap_found
         found = shutil.which(self._bwrap)  # on the worker's PATH, as any command would be
         if found is None:
             raise SandboxUnavailable(
                 f"bubblewrap is not installed (no {self._bwrap!r} found): "
                 "install bubblewrap: apt-get install bubblewrap"
             )
+        self._bwrap_found = found  # looked up again once a run fails to set up
         return found
 
 
@@ -318,16 +344,18 @@ async def _start(
         raise SandboxUnavailable(f"cannot start {command.argv[0]}: {exc}") from exc
     # The host's copies of what the child inherited go, so that EOF means the child is gone.
     # The control pipe's write end stays with the host; Child closes it when the run is over.
-    pipes.fds.close(*command.pass_fds)
+    pipes.fds.close(*command.pass_fds, pipes.report_w)
     pipes.fds.release(pipes.control_w)
-    return await child.supervise(
+    outcome = await child.supervise(
         wall_s=request.limits.wall_s,
         output_bytes=request.limits.output_bytes,
         report=pipes.report,
-        status=pipes.status,
         outputs=pipes.outputs,
         guard=None if request.quota is None else request.quota.watch,
     )
+    for index, seen in enumerate(outcome.steps):
+        seen.said = pipes.said(index)
+    return outcome
 
 
 def _path(helper: native.Helper | None) -> str | None:
@@ -361,6 +389,8 @@ def _result(seen: StepSeen, outcome: Supervised, limits: Limits) -> RunResult:
         wall_ms=seen.wall_ms,
         cpu_ms=cpu_ms,
         max_rss_kb=rss,
+        channel=seen.said,
+        started_at=seen.started_at or 0.0,
     )
 
 

@@ -2,19 +2,21 @@
 
 Each step of a sandbox has its own stdout and stderr pipes (the reaper gives them to that
 step only), so its output, caps and figures are its own; the report pipe carries the reaper's
-"pid K N" and "end K ..." lines (see `reaper.py`).
+"pid K N" and "end K ..." lines (see `reaper.py`), and bubblewrap's status documents and
+messages. Each pipe is read by a reader callback of the event loop (`Drain`), no task each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import IO
+from dataclasses import dataclass
 
-__all__ = ["Capture", "Report", "StepSeen"]
+__all__ = ["Capture", "Drain", "Report", "StepSeen"]
 
 _CHUNK = 1 << 16
+_LINE = 1 << 16  # of a line without its end yet, kept (only the report pipe is read by lines)
 
 
 @dataclass(frozen=True)
@@ -51,24 +53,8 @@ class Capture:
         self._cap = cap
         self._on_overflow = on_overflow
 
-    async def drain(
-        self, pipe: IO[bytes], each_line: Callable[[bytes], None] | None = None
-    ) -> None:
-        """Read `pipe` to its EOF (calling `each_line` per line when given)."""
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=_CHUNK)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), pipe
-        )
-        try:
-            while chunk := await (reader.readline() if each_line else reader.read(_CHUNK)):
-                self._take(chunk)
-                if each_line:
-                    each_line(chunk)
-        finally:
-            transport.close()
-
-    def _take(self, chunk: bytes) -> None:
+    def take(self, chunk: bytes) -> None:
+        """Keep `chunk`, up to the cap."""
         room = self._cap - len(self.data)
         if len(chunk) <= room:
             self.data += chunk
@@ -77,6 +63,58 @@ class Capture:
         if not self.truncated:
             self.truncated = True
             self._on_overflow()
+
+
+class Drain:
+    """Reads one pipe to its EOF from the event loop's reader callback: each chunk into
+    `capture`, or each line to `each_line`.
+
+    The caller owns the pipe's read end (non-blocking) and closes it only after `stop`;
+    `done` resolves at EOF or `stop`.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        capture: Capture | None = None,
+        each_line: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self._fd = fd
+        self._capture = capture
+        self._each_line = each_line
+        self._partial = b""
+        self._loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self._loop.create_future()
+        self._reading = True
+        self._loop.add_reader(fd, self._ready)
+
+    def _ready(self) -> None:
+        try:
+            chunk = os.read(self._fd, _CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            if self._partial and self._each_line is not None:
+                self._each_line(self._partial)
+            self.stop()
+            return
+        if self._capture is not None:
+            self._capture.take(chunk)
+        if self._each_line is not None:
+            *lines, rest = (self._partial + chunk).split(b"\n")
+            for line in lines:
+                self._each_line(line + b"\n")
+            self._partial = rest[:_LINE]
+
+    def stop(self) -> None:
+        """Stop reading (at EOF or not): the pipe is no longer registered."""
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 @dataclass
@@ -92,7 +130,7 @@ class StepSeen:
     timed_out: bool = False
     output_limited: bool = False
     disk_limited: bool = False
-    readers: list[asyncio.Task[None]] = field(default_factory=list)
+    said: bytes = b""  # what the program wrote on its channel (descriptor 3), if it had one
 
     @property
     def wall_ms(self) -> float:
