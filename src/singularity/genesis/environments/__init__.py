@@ -8,9 +8,10 @@ from singularity.genesis.environments.prepare import (
     Prepared,
     SetupFailed,
     SetupOutput,
+    nothing_installed,
     prepare,
 )
-from singularity.genesis.environments.provider import Environments, SetupChoice, nothing_installed
+from singularity.genesis.environments.provider import Environments, SetupChoice
 from singularity.genesis.environments.proxy import RegistryProxy, registry_proxy
 from singularity.genesis.environments.registries import Registries, load_registries
 

@@ -30,7 +30,14 @@ from singularity.genesis.limits import MIB, Limits
 from singularity.genesis.sandbox import SANDBOX_PATH, RunResult, Sandbox
 from singularity.genesis.workspaces.workspace import copy_tree, remove_workspace
 
-__all__ = ["SETUP_LIMITS", "Prepared", "SetupFailed", "SetupOutput", "prepare"]
+__all__ = [
+    "SETUP_LIMITS",
+    "Prepared",
+    "SetupFailed",
+    "SetupOutput",
+    "nothing_installed",
+    "prepare",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -156,6 +163,11 @@ class Prepared:
         self.release()
 
 
+def nothing_installed() -> Prepared:
+    """The environment of a run that installs nothing."""
+    return Prepared(None, None, None, cached=True, output=None)
+
+
 async def prepare(
     sandbox: Sandbox,
     source: Path,
@@ -175,7 +187,7 @@ async def prepare(
         raise SingularityError("environments need the bubblewrap sandbox (not the unsafe mode)")
     chosen = await asyncio.to_thread(step_for, source, step)
     if chosen is None:
-        return Prepared(None, None, None, cached=True, output=None)
+        return nothing_installed()
     digests = await asyncio.to_thread(input_digests, source)
     key = layer_key(chosen, digests, await asyncio.to_thread(host_platform))
     lock = await asyncio.to_thread(cache.lock, key)

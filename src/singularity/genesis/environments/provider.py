@@ -15,21 +15,21 @@ from pathlib import Path
 from singularity.config import Settings
 from singularity.genesis.environments.cache import EnvironmentCache
 from singularity.genesis.environments.detect import SetupStep, step_for
-from singularity.genesis.environments.prepare import SETUP_LIMITS, Prepared, prepare
+from singularity.genesis.environments.prepare import (
+    SETUP_LIMITS,
+    Prepared,
+    nothing_installed,
+    prepare,
+)
 from singularity.genesis.environments.proxy import RegistryProxy, registry_proxy
 from singularity.genesis.limits import Limits
 from singularity.genesis.sandbox import Sandbox
 
-__all__ = ["Environments", "SetupChoice", "nothing_installed"]
+__all__ = ["Environments", "SetupChoice"]
 
 # What a caller asks for: None, the repository's own step (declared or recognised); text, that
 # step instead; False, nothing installed.
 SetupChoice = str | bool | None
-
-
-def nothing_installed() -> Prepared:
-    """The environment of a run that installs nothing."""
-    return Prepared(None, None, None, cached=True, output=None)
 
 
 class Environments:
