@@ -10,11 +10,12 @@ and d/a at p50.
 
 Part 2, saturation: N jobs through the bus to a Genesis worker in its own process
 (`python -m singularity run genesis`, GENESIS_CONCURRENCY = C), all sent at once, against the
-same N hello-worlds run as bare subprocesses C at a time (the anchor), in the same run.
+same N hello-worlds run as bare subprocesses C at a time (the anchor), in the same run; with
+the CPU each job cost the worker, its sandboxes and PostgreSQL, from /proc.
 
 Each ratio is printed beside its target (issue 16): c/b <= 1.3, d/a <= 1.6, jobs/s >= 0.4x.
 
-    python bench/genesis_sandbox.py [-n 200] [--warmup 20] [--jobs 400] [-c CPUS]
+    python bench/genesis_sandbox.py [-n 200] [--warmup 20] [--jobs 1000] [-c CPUS]
                                     [--database-url URL] [--home HOME]
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -59,7 +61,7 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--samples", type=int, default=200, help="counted runs of each")
     parser.add_argument("--warmup", type=int, default=20, help="uncounted runs of each first")
-    parser.add_argument("--jobs", type=int, default=400, help="jobs in the saturation part")
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs in the saturation part")
     parser.add_argument(
         "-c", "--concurrency", type=int, default=os.cpu_count() or 2, help="jobs at once"
     )
@@ -171,7 +173,14 @@ async def genesis_saturation(args: argparse.Namespace, platform: Any) -> dict[st
         )  # fmt: skip
         try:
             await _started(log_path, proc)
-            return await _through_bus(args, platform, replies)
+            before = _cpu_ticks(proc.pid)
+            through = await _through_bus(args, platform, replies)
+            after = _cpu_ticks(proc.pid)
+            tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+            through["cpu_ms_per_job"] = {
+                name: round((after[name] - before[name]) * tick_ms / args.jobs, 2) for name in after
+            }
+            return through
         finally:
             proc.terminate()
             await proc.wait()
@@ -186,6 +195,34 @@ async def _started(log_path: Path, proc: Any) -> None:
             raise SystemExit(f"genesis did not start:\n{_text(log_path)[-2000:]}")
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.5)  # its consumers subscribe to their wake-ups as they start
+
+
+def _cpu_ticks(worker: int) -> dict[str, int]:
+    """CPU ticks so far of the worker itself, of its sandboxes (reaped children: each run's
+    whole tree, the job's Python included), and of every PostgreSQL process of this machine."""
+    own = _stat_ticks(str(worker))
+    postgres = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().startswith("postgres"):
+                postgres += sum(_stat_ticks(pid))  # with the server's reaped backends
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+    return {
+        "worker": own[0] + own[1],
+        "sandboxes": own[2] + own[3],
+        "postgres": postgres,
+        "machine": busy,  # every CPU: this bench, kernel threads, anything else running
+    }
+
+
+def _stat_ticks(pid: str) -> list[int]:
+    # utime, stime, cutime, cstime: fields 14 to 17 of /proc/PID/stat, after the command name.
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return [0, 0, 0, 0]
+    return [int(value) for value in fields[11:15]]
 
 
 def _text(path: Path) -> str:
@@ -249,6 +286,12 @@ def report(part1: dict[str, Any], part2: dict[str, Any]) -> None:
     sat.add_row("through the bus to Genesis", f"{part2['genesis']['jobs_per_s']:.1f}")
     sat.add_row("ratio Genesis / bare", f"{part2['genesis_over_bare']:.2f}")
     console.print(sat)
+    cpu = part2["genesis"]["cpu_ms_per_job"]
+    console.print(
+        f"CPU per job through the bus (ms): worker {cpu['worker']:.2f}, its sandboxes "
+        f"{cpu['sandboxes']:.2f} (the job's Python included), PostgreSQL {cpu['postgres']:.2f}; "
+        f"the whole machine {cpu['machine']:.2f}"
+    )
     goals = Table(title="Targets (issue 16)")
     for column in ("ratio", "measured", "target", "met"):
         goals.add_column(column, justify="left" if column == "ratio" else "right")

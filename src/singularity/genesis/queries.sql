@@ -7,18 +7,35 @@
 SELECT reply::text AS reply, reply_to FROM executions WHERE request_id = %(request_id)s
 
 -- name: execution_record --
--- Record a job; a request recorded already keeps its first answer (no row returned).
-INSERT INTO executions (
-    request_id, msg_id, agent_id, language, mode, status, exit_code, wall_ms, cpu_ms,
-    max_rss_kb, code_bytes, output_bytes, error_bytes, truncated, unsafe, reply_to, reply,
-    received_at
-) VALUES (
-    %(request_id)s, %(msg_id)s, %(agent_id)s, %(language)s, %(mode)s, %(status)s,
-    %(exit_code)s, %(wall_ms)s, %(cpu_ms)s, %(max_rss_kb)s, %(code_bytes)s, %(output_bytes)s,
-    %(error_bytes)s, %(truncated)s, %(unsafe)s, %(reply_to)s, %(reply)s, %(received_at)s
+-- Record a job and its sandbox steps in one statement (one round trip, one commit); a request
+-- recorded already keeps its first answer and steps (no row returned). %(steps)s is a JSON
+-- array of {step, status, exit_code, wall_ms, cpu_ms, max_rss_kb}, in the order they ran.
+WITH recorded AS (
+    INSERT INTO executions (
+        request_id, msg_id, agent_id, language, mode, status, exit_code, wall_ms, cpu_ms,
+        max_rss_kb, code_bytes, output_bytes, error_bytes, truncated, unsafe, reply_to, reply,
+        received_at
+    ) VALUES (
+        %(request_id)s, %(msg_id)s, %(agent_id)s, %(language)s, %(mode)s, %(status)s,
+        %(exit_code)s, %(wall_ms)s, %(cpu_ms)s, %(max_rss_kb)s, %(code_bytes)s,
+        %(output_bytes)s, %(error_bytes)s, %(truncated)s, %(unsafe)s, %(reply_to)s, %(reply)s,
+        %(received_at)s
+    )
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING request_id
+), steps AS (
+    INSERT INTO sandbox_history (execution_id, step, status, exit_code, wall_ms, cpu_ms,
+                                 max_rss_kb, unsafe)
+    SELECT recorded.request_id, s.step, s.status, s.exit_code, s.wall_ms, s.cpu_ms,
+           s.max_rss_kb, %(unsafe)s
+    FROM recorded,
+         ROWS FROM (jsonb_to_recordset(%(steps)s)
+             AS (step text, status text, exit_code integer, wall_ms real, cpu_ms real,
+                 max_rss_kb integer)) WITH ORDINALITY
+             AS s(step, status, exit_code, wall_ms, cpu_ms, max_rss_kb, ordinality)
+    ORDER BY s.ordinality
 )
-ON CONFLICT (request_id) DO NOTHING
-RETURNING true AS inserted
+SELECT true AS inserted FROM recorded
 
 -- name: execution_history --
 SELECT request_id, agent_id, language, mode, status, exit_code, wall_ms, cpu_ms, max_rss_kb,
@@ -27,12 +44,6 @@ FROM executions
 WHERE (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY completed_at DESC
 LIMIT %(limit)s
-
--- name: sandbox_step_for_execution --
-INSERT INTO sandbox_history (execution_id, step, status, exit_code, wall_ms, cpu_ms,
-                             max_rss_kb, unsafe)
-VALUES (%(owner)s, %(step)s, %(status)s, %(exit_code)s, %(wall_ms)s, %(cpu_ms)s,
-        %(max_rss_kb)s, %(unsafe)s)
 
 -- name: sandbox_step_for_experiment --
 INSERT INTO sandbox_history (experiment_id, step, status, exit_code, wall_ms, cpu_ms,

@@ -70,7 +70,7 @@ class Genesis:
             pool = await open_pool(
                 cluster.service(Role.GENESIS, Database.GENESIS),
                 name="genesis-db",
-                max_size=max(2, min(16, concurrency)),
+                max_size=max(2, min(16, concurrency + 1)),  # a run's bookkeeping beside the runs
             )
             stack.push_async_callback(pool.close)
             environments = None
@@ -115,7 +115,12 @@ def _consumers(
     """The job and experiment consumers of one worker."""
     targets = ReplyTargets(bus.pool)
     jobs = JobHandler(
-        sandbox, store, targets, DEFAULT_LIMITS, unsafe=settings.genesis_unsafe_sandbox
+        sandbox,
+        store,
+        targets,
+        DEFAULT_LIMITS,
+        unsafe=settings.genesis_unsafe_sandbox,
+        runs=settings.genesis_concurrency,
     )
     # Workspace snapshots are read through the bus's pool, as the consumer's role.
     snapshots = Snapshots.from_settings(bus.pool, settings)
@@ -127,7 +132,7 @@ def _consumers(
             jobs,
             options=consumer_options(
                 settings,
-                concurrency=settings.genesis_concurrency,
+                concurrency=jobs.deliveries,
                 visibility_timeout_s=settings.genesis_visibility_timeout_s,
             ),
             on_invalid=jobs.on_invalid,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -98,13 +99,10 @@ class GenesisStore:
             "reply_to": record.reply_to,
             "reply": Jsonb(reply),
             "received_at": record.received_at,
+            "steps": Jsonb([dataclasses.asdict(step) for step in steps]),
         }
-        async with self._pool.connection() as conn, conn.transaction():
-            inserted = await (await conn.execute(QUERIES["execution_record"], params)).fetchone()
-            if inserted:
-                await self._steps(
-                    conn, "sandbox_step_for_execution", record.request_id, steps, record.unsafe
-                )
+        async with self._pool.connection() as conn:
+            if await (await conn.execute(QUERIES["execution_record"], params)).fetchone():
                 return record.reply_to, reply
         stored = await self.job_reply(record.request_id)
         assert stored is not None

@@ -7,6 +7,7 @@ the record without running the code again.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,7 +55,13 @@ def refusal(request_id: str, reason: str) -> dict[str, Any]:
 
 
 class JobHandler:
-    """Handles deliveries of `job_requests` for one Genesis process."""
+    """Handles deliveries of `job_requests` for one Genesis process.
+
+    At most `runs` jobs are in the sandbox at once. The consumer may hand over more deliveries
+    than that (see `deliveries`): while some run, another's bookkeeping (the lookup of an
+    earlier answer before its run, the record after it) goes on, so that a sandbox slot does
+    not wait for the database between two jobs.
+    """
 
     def __init__(
         self,
@@ -64,12 +71,15 @@ class JobHandler:
         defaults: Limits,
         *,
         unsafe: bool,
+        runs: int = 1,
     ) -> None:
         self._sandbox = sandbox
         self._store = store
         self._targets = targets
         self._defaults = defaults
         self._unsafe = unsafe
+        self._runs = asyncio.Semaphore(runs)
+        self.deliveries = runs + 1  # the consumer's concurrency: one more than the runs
 
     async def __call__(self, delivery: Delivery[JobRequest]) -> Reply:
         request = delivery.message
@@ -86,7 +96,8 @@ class JobHandler:
             reason = f"limits: {exc}"
             replies = [Reply(reply_to, refusal(request_id, reason))]
             raise PermanentFailure(reason, replies=replies) from None
-        execution = await execute(spec, self._sandbox)
+        async with self._runs:
+            execution = await execute(spec, self._sandbox)
         record = ExecutionRecord(
             request_id=request_id,
             msg_id=delivery.msg_id,

@@ -67,12 +67,17 @@ def _build() -> Helper | None:
     folder = Path(tempfile.mkdtemp(prefix="sandbox-helper-"))
     try:
         binary = folder / "reaper"
-        done = subprocess.run(
-            [compiler, *_FLAGS, "-o", str(binary), str(_SOURCE)],
-            capture_output=True,
-            timeout=_TIMEOUT_S,
-            check=False,
-        )
+        # Linked statically where the C library's archive is installed: no loader, no shared
+        # library to map in each of a run's two starts of it (about 0.2 ms a run).
+        for linking in (("-static",), ()):
+            done = subprocess.run(
+                [compiler, *_FLAGS, *linking, "-o", str(binary), str(_SOURCE)],
+                capture_output=True,
+                timeout=_TIMEOUT_S,
+                check=False,
+            )
+            if done.returncode == 0:
+                break
         if done.returncode != 0:
             reason = done.stderr.decode(errors="replace").strip()[-500:]
             log.warning("sandbox_helper_portable", reason=f"the build failed: {reason}")
