@@ -39,7 +39,11 @@ def clean_jobs(cluster: Cluster) -> Iterator[None]:
 BAD_INPUT = [
     (["queue", "send", "nope", "{}"], "no queue named 'nope'"),
     (["queue", "send", "job_requests", "not json"], "the message is not valid JSON"),
-    (["queue", "send", "job_requests", '{"id": "1"}'], "not a valid job_requests message: code"),
+    (
+        ["queue", "send", "job_requests", '{"id": "1"}'],
+        "not a valid job_requests message: a job is either `code` in a `language`, or a `command`",
+    ),
+    (["queue", "send", "job_requests", '{"code": "1", "language": "x"}'], "message: id: Field"),
     (["queue", "read", "job_requests", "--n", "abc"], "Invalid value for '--n'"),
     (["queue", "read", "Bad Name"], "is not a valid queue name"),
     (["queue", "dlq", "redrive", "nope"], "no queue named 'nope'"),

@@ -59,4 +59,6 @@ async def test_a_job_travels_from_singularity_to_genesis_and_back(
             "WHERE message->'original'->>'id' = 'broken'"
         ).fetchall()
         conn.execute("SELECT pgmq.purge_queue('job_requests_dlq')")
-    assert letters[0]["message"]["reason"] == "invalid message: code: Field required"
+    assert letters[0]["message"]["reason"] == (
+        "invalid message: a job of code names both `code` and `language`"
+    )

@@ -223,7 +223,9 @@ async def test_an_unparseable_message_is_dead_lettered_at_once_and_the_loop_goes
         await eventually(rows_are(bus_pool, f"q_{queue}_dlq", 2))
         await eventually(holds(lambda: len(handled) == 1))
     letters = await bodies(bus_pool, f"q_{queue}_dlq")
-    assert letters[0]["reason"] == "invalid message: code: Field required"
+    assert letters[0]["reason"] == (
+        "invalid message: a job of code names both `code` and `language`"
+    )
     assert letters[0]["read_ct"] == 1
     assert letters[1]["reason"].startswith("invalid message: id: Field required")
     assert letters[1]["original"] == {"text": "hello"}

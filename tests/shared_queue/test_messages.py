@@ -185,3 +185,143 @@ def test_a_number_beyond_a_float_makes_a_message_invalid(
     with pytest.raises(ValidationError, match=re.escape(f"{where}: the number is beyond")):
         model.model_validate_json(body)
     assert model.model_validate_json(body.replace("e400", "e300").replace("e999", "e300"))
+
+
+# -- tool calling ---------------------------------------------------------------------------
+
+SEED_REQUEST = DESIGN_MESSAGES["llm_requests"]
+
+
+def tool(name: str = "read_file", **function: object) -> dict[str, object]:
+    return {"type": "function", "function": {"name": name, **function}}
+
+
+def test_a_request_may_carry_tools_tool_choice_and_a_response_format() -> None:
+    request = LlmRequest.model_validate(
+        {
+            **SEED_REQUEST,
+            "tools": [
+                tool(description="Read a file.", parameters={"type": "object"}),
+                tool("run_tests"),
+            ],
+            "tool_choice": {"type": "function", "function": {"name": "run_tests"}},
+            "response_format": {"type": "json_object"},
+        }
+    )
+    assert request.tools is not None and request.tools[0].function.name == "read_file"
+    body = json.loads(request.to_json())
+    assert body["tools"][1] == tool("run_tests")
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "run_tests"}}
+    for choice in ("auto", "none", "required"):
+        LlmRequest.model_validate({**SEED_REQUEST, "tools": [tool()], "tool_choice": choice})
+
+
+def test_a_conversation_may_carry_calls_and_their_results() -> None:
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "read_file", "arguments": '{"path": "a"}'},
+    }
+    request = LlmRequest.model_validate(
+        {
+            **SEED_REQUEST,
+            "messages": [
+                {"role": "user", "content": "read a"},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "name": "read_file", "content": "x"},
+            ],
+        }
+    )
+    body = json.loads(request.to_json())
+    assert body["messages"][1] == {"role": "assistant", "tool_calls": [call]}
+    assert body["messages"][2]["tool_call_id"] == "call_1"
+
+
+def test_a_result_carries_tool_calls_and_its_text_stays_a_string() -> None:
+    call = {"id": "c", "type": "function", "function": {"name": "run_tests", "arguments": "{}"}}
+    result = LlmResult.model_validate(
+        {
+            "request_id": "r",
+            "result": "",
+            "model": "m",
+            "tool_calls": [call],
+            "finish_reason": "tool_calls",
+        }
+    )
+    assert json.loads(result.to_json())["tool_calls"] == [call]
+    with pytest.raises(ValidationError):
+        LlmResult.model_validate({"request_id": "r", "model": "m", "tool_calls": [call]})
+
+
+def test_an_unknown_cost_is_said_as_null() -> None:
+    result = LlmResult(request_id="r", result="", model="m", cost_unknown=True)
+    assert json.loads(result.to_json())["cost_usd"] is None
+    assert "cost_usd" not in json.loads(
+        LlmResult(request_id="r", error={"code": "X", "message": ""}).to_json()
+    )
+
+
+HOSTILE_TOOLS = {
+    "too many tools": (
+        {"tools": [tool(f"t{i}") for i in range(129)]},
+        "at most 128",
+    ),
+    "a name with a space": ({"tools": [tool("read file")]}, "should match pattern"),
+    "a name too long": ({"tools": [tool("x" * 65)]}, "should match pattern"),
+    "an empty name": ({"tools": [tool("")]}, "should match pattern"),
+    "a schema too large": (
+        {"tools": [tool(parameters={"description": "x" * 70_000})]},
+        "characters of JSON",
+    ),
+    "a schema too deep": (
+        {"tools": [tool(parameters=json.loads('{"a":' * 40 + "1" + "}" * 40))]},
+        "nests deeper",
+    ),
+    "a tool that is not a function": (
+        {"tools": [{"type": "code_interpreter", "function": {"name": "x"}}]},
+        "'function'",
+    ),
+    "a name given twice": ({"tools": [tool(), tool()]}, "named twice"),
+    "a choice of a tool not offered": (
+        {"tools": [tool()], "tool_choice": {"type": "function", "function": {"name": "rm"}}},
+        "not among the tools",
+    ),
+    "a required choice without tools": ({"tool_choice": "required"}, "has no tools"),
+    "an unknown choice": ({"tools": [tool()], "tool_choice": "sometimes"}, "tool_choice"),
+    "a response format too large": (
+        {"response_format": {"schema": "x" * 70_000}},
+        "characters of JSON",
+    ),
+    "a call with a bad name in the conversation": (
+        {
+            "messages": [
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "c",
+                            "type": "function",
+                            "function": {"name": "a b", "arguments": ""},
+                        }
+                    ],
+                }
+            ]
+        },
+        "should match pattern",
+    ),
+}
+
+
+@pytest.mark.parametrize(("fields", "reason"), HOSTILE_TOOLS.values(), ids=HOSTILE_TOOLS.keys())
+def test_hostile_tools_are_refused_with_a_clear_reason(
+    fields: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        LlmRequest.model_validate({**SEED_REQUEST, **fields})
+    assert reason in str(refused.value)
+
+
+def test_the_seed_request_shape_has_no_tool_fields() -> None:
+    request = LlmRequest.model_validate(SEED_REQUEST)
+    assert (request.tools, request.tool_choice, request.response_format) == (None, None, None)
+    assert set(json.loads(request.to_json())) == {"schema_version", *SEED_REQUEST}

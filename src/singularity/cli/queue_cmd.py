@@ -26,6 +26,7 @@ from singularity.shared_queue import (
     validate_queue_name,
 )
 from singularity.shared_queue.catalog import DLQ_SUFFIX
+from singularity.shared_queue.intake import validation_summary
 from singularity.shared_queue.metrics import peek
 from singularity.shared_queue.publisher import send_message
 
@@ -116,9 +117,7 @@ def send(
         try:
             spec.message.model_validate(message)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors()
-            )
+            problems = validation_summary(exc)
             raise UsageError(
                 f"not a valid {queue} message: {problems} (or send it --raw)"
             ) from None

@@ -29,6 +29,8 @@ from singularity.shared_queue.messages import (
     LlmResult,
     QuestionRequest,
     QuestionResponse,
+    Tool,
+    ToolCall,
     validate_queue_name,
 )
 from singularity.shared_queue.metrics import (
@@ -40,6 +42,15 @@ from singularity.shared_queue.metrics import (
 )
 from singularity.shared_queue.publisher import Publisher
 from singularity.shared_queue.replies import ReplyTargets
+from singularity.shared_queue.requester import (
+    Answered,
+    Draft,
+    Ledger,
+    Recorded,
+    Requester,
+    RequestTimedOut,
+    Route,
+)
 from singularity.shared_queue.retention import prune_archives, prune_sent_once
 from singularity.shared_queue.snapshots import (
     Published,
@@ -53,6 +64,7 @@ from singularity.shared_queue.workspace_store import WorkspaceStore, prune_works
 
 __all__ = [
     "QUEUES",
+    "Answered",
     "ApprovalRequest",
     "ApprovalResponse",
     "Bus",
@@ -61,12 +73,14 @@ __all__ = [
     "ConsumerOptions",
     "DeadLetter",
     "Delivery",
+    "Draft",
     "ExperimentRequest",
     "ExperimentResult",
     "Handler",
     "InvalidHandler",
     "JobRequest",
     "JobResult",
+    "Ledger",
     "Listener",
     "LlmRequest",
     "LlmResult",
@@ -78,10 +92,16 @@ __all__ = [
     "QueueDepth",
     "QueueMetrics",
     "QueueSpec",
+    "Recorded",
     "Reply",
     "ReplyTargets",
+    "RequestTimedOut",
+    "Requester",
+    "Route",
     "Snapshot",
     "SnapshotRefused",
+    "Tool",
+    "ToolCall",
     "WorkspaceStore",
     "apply_grants",
     "consumer_options",

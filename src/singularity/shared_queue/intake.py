@@ -16,7 +16,15 @@ from singularity.shared_queue.deadletter import bounded
 from singularity.shared_queue.messages import MAX_KEY_LENGTH
 from singularity.shared_queue.sql import QUERIES
 
-__all__ = ["INVALID", "Row", "about_a_message", "body_for_reply", "describe", "parse"]
+__all__ = [
+    "INVALID",
+    "Row",
+    "about_a_message",
+    "body_for_reply",
+    "describe",
+    "parse",
+    "validation_summary",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,7 +59,7 @@ def parse(model: type[M], row: Row, max_bytes: int) -> M | str:
         # RecursionError), and its errors say where without quoting the body.
         return model.model_validate_json(row.body)
     except ValidationError as exc:
-        return f"{INVALID}{_validation_summary(exc)}"
+        return f"{INVALID}{validation_summary(exc)}"
     except Exception as exc:  # a validator that fails otherwise: the message is still at fault
         return f"{INVALID}{type(exc).__name__} while reading it: {describe(exc)}"
 
@@ -71,12 +79,15 @@ async def body_for_reply(pool: AsyncConnectionPool, table: str, row: Row) -> Any
     return pydantic_core.from_json(found[0]) if found and found[0] else None
 
 
-def _validation_summary(exc: ValidationError) -> str:
+def validation_summary(exc: ValidationError) -> str:
+    """Why a message is not valid, in a line: "field: problem" for each of the first few, and
+    the whole message's problem as it is (a check across its fields)."""
     parts = []
     for error in exc.errors(include_url=False, include_input=False)[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "message"
+        where = ".".join(str(p) for p in error["loc"])
         # A field name or a validator's message may quote the message itself: keep it short.
-        parts.append(f"{bounded(where, 100)}: {bounded(error['msg'], 200)}")
+        what = bounded(str(error["msg"]).removeprefix("Value error, "), 200)
+        parts.append(f"{bounded(where, 100)}: {what}" if where else what)
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 

@@ -8,6 +8,7 @@ Unknown fields are kept (extra="allow"): a newer sender never loses data through
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -18,6 +19,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 __all__ = [
     "MAX_KEY_LENGTH",
+    "MAX_TOOLS",
+    "MAX_TOOL_ARGUMENTS_CHARS",
+    "MAX_TOOL_CALLS",
+    "MAX_TOOL_SCHEMA_CHARS",
+    "TOOL_NAME",
     "ApprovalRequest",
     "ApprovalResponse",
     "BusMessage",
@@ -25,14 +31,21 @@ __all__ = [
     "ErrorInfo",
     "ExperimentRequest",
     "ExperimentResult",
+    "FunctionCall",
+    "FunctionSpec",
     "JobRequest",
     "JobResult",
     "LlmRequest",
     "LlmResult",
+    "NamedToolChoice",
     "QuestionRequest",
     "QuestionResponse",
     "QueueName",
+    "Tool",
+    "ToolCall",
+    "ToolChoice",
     "Usage",
+    "json_depth",
     "validate_queue_name",
 ]
 
@@ -163,13 +176,119 @@ def _design_id(message: BaseModel) -> str | None:
     return str(value) if value is not None else None
 
 
+# Tools, in OpenAI's tool-calling shape. A request carries its tools to a provider on every
+# call, so they are bounded here, where a request enters Nexus: a hostile one is refused (and
+# dead-lettered with the reason) instead of reaching a provider or a model's context.
+MAX_TOOLS = 128  # OpenAI's own limit
+TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"  # OpenAI's pattern for function names
+MAX_TOOL_DESCRIPTION_CHARS = 8192
+MAX_TOOL_SCHEMA_CHARS = 65536  # a function's parameters (or a response_format), as JSON text
+MAX_TOOL_SCHEMA_DEPTH = 32  # nesting of objects and arrays in a schema or in arguments
+MAX_TOOL_ARGUMENTS_CHARS = 262144  # a call's arguments, as the JSON text a model wrote
+MAX_TOOL_CALLS = 128  # calls in one message
+ToolName = Annotated[str, Field(pattern=TOOL_NAME)]
+ToolCallId = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def json_depth(value: Any) -> int:
+    """How deeply objects and arrays nest in a JSON value (0 for a scalar), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _bounded_schema(value: dict[str, Any]) -> dict[str, Any]:
+    if json_depth(value) > MAX_TOOL_SCHEMA_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_TOOL_SCHEMA_DEPTH} levels")
+    size = len(json.dumps(value, separators=(",", ":")))
+    if size > MAX_TOOL_SCHEMA_CHARS:
+        raise ValueError(f"is {size} characters of JSON, more than {MAX_TOOL_SCHEMA_CHARS}")
+    return value
+
+
+Schema = Annotated[dict[str, Any], AfterValidator(_bounded_schema)]
+
+
+class FunctionSpec(BaseModel):
+    """A function a model may call: its name, what it does, its JSON Schema parameters."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: ToolName
+    description: str | None = Field(None, max_length=MAX_TOOL_DESCRIPTION_CHARS)
+    parameters: Schema | None = None
+
+
+class Tool(BaseModel):
+    """One tool of a request: `{"type": "function", "function": {...}}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+class _FunctionName(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ToolName
+
+
+class NamedToolChoice(BaseModel):
+    """`tool_choice` naming the one function the model must call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["function"] = "function"
+    function: _FunctionName
+
+
+ToolChoice = Literal["auto", "none", "required"] | NamedToolChoice
+
+
+class FunctionCall(BaseModel):
+    """What a model asked to run: a function's name, its arguments as the JSON text it wrote."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ToolName
+    arguments: str = Field(max_length=MAX_TOOL_ARGUMENTS_CHARS)
+
+
+class ToolCall(BaseModel):
+    """One tool call of an assistant message or a result, as OpenAI sends it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: ToolCallId
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
-    """One message of a chat conversation, as LLM providers take it."""
+    """One message of a chat conversation, as LLM providers take it.
+
+    An assistant message may carry the `tool_calls` it made; a `tool` message answers one of
+    them by its `tool_call_id` (and may repeat the function's `name`).
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str | list[Any] | None = None
+    tool_calls: list[ToolCall] | None = Field(None, max_length=MAX_TOOL_CALLS)
+    tool_call_id: ToolCallId | None = None
+    name: Annotated[str, Field(max_length=256)] | None = None
 
 
 # Token counts are kept in PostgreSQL integer columns (the services' LLM call logs).
@@ -197,22 +316,55 @@ class LlmRequest(Request):
     task_type: NonEmpty
     messages: list[ChatMessage] = Field(min_length=1)
     complexity: Literal["simple", "medium", "complex"] | None = None
+    tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
+    tool_choice: ToolChoice | None = None
+    response_format: Schema | None = None
+
+    @model_validator(mode="after")
+    def _tools_agree(self) -> LlmRequest:
+        names = [tool.function.name for tool in self.tools or ()]
+        if len(set(names)) != len(names):
+            twice = next(name for name in names if names.count(name) > 1)
+            raise ValueError(f"tools: {twice!r} is named twice")
+        choice = self.tool_choice
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(
+                f"tool_choice names {choice.function.name!r}, which is not among the tools"
+            )
+        if choice == "required" and not names:
+            raise ValueError("tool_choice is 'required' but the request has no tools")
+        return self
 
 
 class LlmResult(Result):
     """`llm_results`: the model's answer, or an error."""
 
+    # The assistant's text: "" when it only called tools, never None without an error.
     result: str | None = None
     model: str | None = None
+    tool_calls: list[ToolCall] | None = Field(None, max_length=MAX_TOOL_CALLS)
+    # Why the model stopped: "stop", "tool_calls", "length", "content_filter", ...
+    finish_reason: Annotated[str, Field(max_length=64)] | None = None
     usage: Usage | None = None
     cost_usd: float | None = None
+    # True when neither the registry nor LiteLLM's price list knows the model's price.
+    cost_unknown: bool | None = None
     error: ErrorInfo | None = None
+    # Nexus adds what routing did as extra fields, read as extras: tier, attempts,
+    # overhead_ms, provider_ms.
 
     @model_validator(mode="after")
     def _answer_or_error(self) -> LlmResult:
         if self.error is None and (self.result is None or self.model is None):
             raise ValueError("an llm result needs `result` and `model`, or an `error`")
         return self
+
+    def to_json(self) -> str:
+        if not self.cost_unknown or self.cost_usd is not None:
+            return super().to_json()
+        # An unknown cost is said as null, never left out (a reader could take it for 0).
+        unset = {name for name, value in self if value is None and name != "cost_usd"}
+        return self.model_dump_json(exclude=unset)
 
 
 class ApprovalRequest(Request):
@@ -248,22 +400,50 @@ class QuestionResponse(Result):
 
 
 class JobRequest(Request):
-    """`job_requests`: code for Genesis to run.
+    """`job_requests`: code for Genesis to run, or a command to run in a workspace.
 
-    `mode` is check, lint, run (the default: check first) or test; `files` are extra files
-    beside the code, by relative path; `limits` may lower or raise Genesis's defaults up to its
-    hard maxima (cpu_s, memory_mb, wall_s, processes, file_size_mb, open_files, output_bytes,
-    disk_mb).
+    Code: `code` in `language`; `mode` is check, lint, run (the default: check first) or test;
+    `files` are extra files beside the code, by relative path.
+
+    A command in a workspace: `command` (shell text) run in /work holding a checkout of
+    `workspace` (a snapshot id in the bus, see `shared_queue.snapshots`), with the environment
+    of `setup` installed as for an experiment (absent or null: the step the workspace declares
+    or its layout suggests; shell text: that step; false: nothing installed). This is how an
+    agent runs a repository's tests, or any command, on its current work.
+
+    `limits` may lower or raise Genesis's defaults up to its hard maxima (cpu_s, memory_mb,
+    wall_s, processes, file_size_mb, open_files, output_bytes, disk_mb).
     """
 
     id: Key
-    code: str
-    language: NonEmpty
+    code: str | None = None
+    language: NonEmpty | None = None
     mode: Literal["check", "lint", "run", "test"] | None = None
     stdin: str | None = None
     args: list[str] | None = None
     files: dict[str, str] | None = None
     limits: dict[str, Any] | None = None
+    workspace: SnapshotId | None = None
+    command: Annotated[str, Field(min_length=1, max_length=65536)] | None = None
+    setup: Annotated[str, Field(min_length=1, max_length=65536)] | Literal[False] | None = None
+
+    @model_validator(mode="after")
+    def _code_or_command(self) -> JobRequest:
+        code = self.code is not None or self.language is not None
+        command = self.workspace is not None or self.command is not None
+        if code == command:
+            raise ValueError(
+                "a job is either `code` in a `language`, or a `command` in a `workspace`"
+            )
+        if code and (self.code is None or self.language is None):
+            raise ValueError("a job of code names both `code` and `language`")
+        if command and (self.workspace is None or self.command is None):
+            raise ValueError("a job in a workspace names both `workspace` and `command`")
+        if command and (self.mode is not None or self.args or self.files):
+            raise ValueError("`mode`, `args` and `files` are for code, not for a command")
+        if code and self.setup is not None:
+            raise ValueError("`setup` is for a command in a workspace")
+        return self
 
 
 class JobResult(Result):
@@ -277,6 +457,8 @@ class JobResult(Result):
     cpu_ms: float | None = None
     max_rss_kb: int | None = None
     truncated: bool | None = None
+    # A command in a workspace: the setup step its run had, or the one that failed.
+    environment: dict[str, Any] | None = None
 
 
 class ExperimentRequest(Request):

@@ -184,6 +184,13 @@ SELECT queue_name, created_at FROM pgmq.meta ORDER BY queue_name
 -- name: queue_exists --
 SELECT EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = %(queue)s) AS exists
 
+-- name: drop_queue --
+SELECT pgmq.drop_queue(%(queue)s)
+
+-- name: pop --
+-- Take the oldest message for good (a private reply queue keeps no archive).
+SELECT message FROM pgmq.pop(%(queue)s)
+
 -- name: metrics --
 SELECT m.queue_name, m.queue_length, m.queue_visible_length, m.oldest_msg_age_sec,
        m.newest_msg_age_sec, m.total_messages,

@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from singularity.shared_queue.catalog import DLQ_SUFFIX, queue_spec
 from singularity.shared_queue.delivery import PermanentFailure, Reply
-from singularity.shared_queue.messages import Request, validate_queue_name
+from singularity.shared_queue.messages import BusMessage, Request, validate_queue_name
 from singularity.shared_queue.sql import QUERIES
 
 __all__ = ["ReplyTargets"]
@@ -66,7 +66,10 @@ class ReplyTargets:
             raise PermanentFailure(problem)
 
     async def answer_invalid(
-        self, body: Any, default_reply_to: str, answer: Callable[[str], dict[str, Any]]
+        self,
+        body: Any,
+        default_reply_to: str,
+        answer: Callable[[str], BusMessage | dict[str, Any]],
     ) -> list[Reply]:
         """For a message that failed validation: `answer(request_id)` to its asker, when the
         body names one (request_id or id) and its reply queue can take it; else nothing."""
