@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_model: str | None = None
+    # How the OPENAI_BASE_URL server's model takes tools: natively, or through Nexus's text
+    # protocol (a local model without tool calling).
+    openai_tool_calling: Literal["native", "text"] = "native"
     google_api_key: SecretStr | None = None
     gemini_api_key: SecretStr | None = None
     openrouter_api_key: SecretStr | None = None
@@ -134,6 +137,8 @@ class Settings(BaseSettings):
     singularity_task_diff_attempts: int = Field(3, ge=1, le=10)
     singularity_task_revisions: int = Field(2, ge=0, le=10)
     singularity_task_test_command: str = "python -m pytest -q"
+    # Tasks one Singularity instance works on at once (taken over from runners that died).
+    singularity_max_tasks: int = Field(4, ge=1, le=256)
     singularity_embedding_model: str | None = None
     singularity_embedding_base_url: str | None = None
     singularity_embedding_api_key: SecretStr | None = None

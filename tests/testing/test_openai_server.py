@@ -22,6 +22,7 @@ from singularity.testing import (
     MockOpenAI,
     RateLimited,
     Reply,
+    ScriptedToolCall,
     ServerError,
     embedding_vector,
     estimate_tokens,
@@ -243,6 +244,50 @@ async def test_calls_are_recorded(server: MockOpenAI, client: httpx.AsyncClient)
     assert (await chat(client, model="a")).json()["choices"][0]["message"]["content"] == (
         "echo: hello there"
     )
+
+
+async def test_a_reply_may_call_tools(server: MockOpenAI, client: httpx.AsyncClient) -> None:
+    server.script(
+        "m",
+        Reply(
+            "",
+            tool_calls=[
+                ScriptedToolCall("read_file", {"path": "a.py"}, id="call_a"),
+                ScriptedToolCall("run_tests", "{not json"),
+            ],
+        ),
+    )
+    tools = [{"type": "function", "function": {"name": "read_file"}}]
+    response = await chat(client, tools=tools, tool_choice="required")
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
+    first, second = choice["message"]["tool_calls"]
+    assert first == {
+        "id": "call_a",
+        "type": "function",
+        "function": {"name": "read_file", "arguments": '{"path": "a.py"}'},
+    }
+    assert second["function"] == {"name": "run_tests", "arguments": "{not json"}
+    assert second["id"].startswith("call_mock")
+    (call,) = server.calls
+    assert (call.tools, call.tool_choice) == (tools, "required")
+    assert call.messages == [{"role": "user", "content": "hello there"}]
+
+
+async def test_a_call_without_tools_shows_none(
+    server: MockOpenAI, client: httpx.AsyncClient
+) -> None:
+    await chat(client)
+    assert (server.calls[0].tools, server.calls[0].tool_choice) == (None, None)
+
+
+async def test_a_scripted_finish_reason_is_sent(
+    server: MockOpenAI, client: httpx.AsyncClient
+) -> None:
+    server.script("m", Reply("cut", finish_reason="length"))
+    choice = (await chat(client)).json()["choices"][0]
+    assert (choice["finish_reason"], choice["message"]["content"]) == ("length", "cut")
 
 
 async def test_stream_is_refused(server: MockOpenAI, client: httpx.AsyncClient) -> None:

@@ -7,6 +7,7 @@ a model (`singularity nexus models`) should not pay.
 from __future__ import annotations
 
 import email.utils
+import functools
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -15,12 +16,28 @@ from enum import StrEnum
 from types import ModuleType
 from typing import Any
 
+import structlog
+
+from singularity.nexus import tool_text
 from singularity.nexus.providers import Deployment
+from singularity.nexus.tool_calls import ToolSet, native_answer
+from singularity.shared_queue.messages import ToolCall
 
-__all__ = ["CallFailed", "Completion", "Failure", "call_model", "load_litellm"]
+__all__ = [
+    "CallFailed",
+    "Completion",
+    "Failure",
+    "call_model",
+    "load_litellm",
+    "takes_tools",
+    "tool_mode",
+]
 
-# Parameters a request may pass through to the model; anything else it carries is ignored.
-PASS_THROUGH = ("temperature", "max_tokens", "top_p", "stop", "seed", "response_format")
+log = structlog.get_logger(__name__)
+
+# Parameters a request may pass through to the model; anything else it carries is ignored
+# (besides its typed `tools`, `tool_choice` and `response_format`).
+PASS_THROUGH = ("temperature", "max_tokens", "top_p", "stop", "seed")
 
 _litellm: ModuleType | None = None
 
@@ -35,7 +52,9 @@ def load_litellm() -> ModuleType:
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False
-        litellm.drop_params = True  # a provider that lacks a parameter ignores it
+        # A provider that lacks a parameter ignores it. Never tools: a model whose provider
+        # cannot take them is asked through the text protocol instead (see `tool_mode`).
+        litellm.drop_params = True
         _litellm = litellm
     return _litellm
 
@@ -54,6 +73,8 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     provider_ms: float
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
 
 
 class CallFailed(Exception):
@@ -74,9 +95,16 @@ async def call_model(
     *,
     timeout_s: float,
     params: Mapping[str, Any] | None = None,
+    tools: ToolSet | None = None,
 ) -> Completion:
     """Ask one deployment once (no retries of LiteLLM's or the SDK's own)."""
     litellm = load_litellm()
+    as_text = tool_mode(deployment, messages, tools) == "text"
+    sent = dict(params or {})
+    if as_text:
+        messages = tool_text.render_messages(messages, tools)
+    elif tools is not None:
+        sent.update(tools.as_params())
     started = time.perf_counter()
     try:
         response = await litellm.acompletion(
@@ -87,7 +115,7 @@ async def call_model(
             timeout=timeout_s,
             max_retries=0,
             num_retries=0,
-            **dict(params or {}),
+            **sent,
         )
     except Exception as exc:
         elapsed = (time.perf_counter() - started) * 1000
@@ -97,13 +125,53 @@ async def call_model(
         ) from exc
     elapsed = (time.perf_counter() - started) * 1000
     choice = response.choices[0]
+    finish_reason = getattr(choice, "finish_reason", None)
+    if as_text:
+        content = getattr(choice.message, "content", None)
+        answer = tool_text.parse_answer(
+            content if isinstance(content, str) else "", tools, finish_reason
+        )
+    else:
+        answer = native_answer(choice.message, finish_reason, tools)
     usage = getattr(response, "usage", None)
     return Completion(
-        text=choice.message.content or "",
+        text=answer.text,
         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         provider_ms=elapsed,
+        tool_calls=answer.tool_calls,
+        finish_reason=answer.finish_reason,
     )
+
+
+def tool_mode(
+    deployment: Deployment, messages: Sequence[Mapping[str, Any]], tools: ToolSet | None
+) -> str | None:
+    """How the call carries tools: "native", "text", or None when it has nothing of tools."""
+    if not tool_text.uses_tools(messages, tools):
+        return None
+    if deployment.tool_calling == "text":
+        return "text"
+    forced = tools is not None and tools.choice not in (None, "auto")
+    if tools is not None and not takes_tools(deployment.litellm_model, forced=forced):
+        # LiteLLM would drop what the provider lacks without a word: ask in text instead.
+        log.info("tools_as_text", model=deployment.name, litellm_model=deployment.litellm_model)
+        return "text"
+    return "native"
+
+
+@functools.lru_cache(maxsize=256)
+def takes_tools(litellm_model: str, *, forced: bool = False) -> bool:
+    """Whether LiteLLM passes `tools` to this model (and `tool_choice`, when one is forced)."""
+    litellm = load_litellm()
+    try:
+        model, provider, _, _ = litellm.get_llm_provider(litellm_model)
+        supported = litellm.get_supported_openai_params(model=model, custom_llm_provider=provider)
+    except Exception:  # a provider LiteLLM does not know: the call itself will say so
+        return True
+    if not supported or "tools" not in supported:
+        return False
+    return not forced or "tool_choice" in supported
 
 
 def classify(exc: BaseException) -> Failure:

@@ -8,7 +8,6 @@ from the record without asking a provider again.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +20,9 @@ from singularity.config import Settings
 from singularity.nexus.router import ErrorCode, Routed, Router
 from singularity.nexus.sql import QUERIES
 from singularity.observability.metrics import observe_llm_call
-from singularity.shared_queue import Delivery, LlmRequest, Reply, ReplyTargets
+from singularity.shared_queue import Delivery, LlmRequest, LlmResult, Reply, ReplyTargets
+from singularity.shared_queue.messages import ErrorInfo, Usage
+from singularity.shared_queue.publisher import encode
 
 __all__ = ["DEFAULT_REPLY_TO", "LlmHandler"]
 
@@ -79,7 +80,7 @@ class LlmHandler:
         recorded, spent, agent_spent = await self._lookup(request_id, request.agent_id, budget)
         if recorded is not None:
             log.info("llm_request_answered_again", request_id=request_id, msg_id=delivery.msg_id)
-            return Reply(recorded[1], json.loads(recorded[0]))
+            return Reply(recorded[1], LlmResult.model_validate_json(recorded[0]))
 
         refusal = _over_budget(budget, spent, agent_spent, request.agent_id)
         if refusal is not None:
@@ -131,9 +132,9 @@ class LlmHandler:
         delivery: Delivery[LlmRequest],
         reply_to: str,
         routed: Routed,
-        result: dict[str, Any],
+        result: LlmResult,
         overhead_ms: float,
-    ) -> dict[str, Any]:
+    ) -> LlmResult:
         """Record the request with its answer; returns the answer to publish (the first one
         recorded, if a duplicate of this request got there first)."""
         request = delivery.message
@@ -154,7 +155,7 @@ class LlmHandler:
             "provider_ms": round(routed.provider_ms, 3),
             "overhead_ms": round(overhead_ms, 3),
             "reply_to": reply_to,
-            "reply": Jsonb(result),
+            "reply": Jsonb(result, dumps=encode),  # encoded as the bus gets it
             "received_at": delivery.enqueued_at,
         }
         async with self._pool.connection() as conn:
@@ -168,45 +169,52 @@ class LlmHandler:
                 return result
             stored = await (await conn.execute(QUERIES["llm_reply"], params)).fetchone()
         assert stored is not None
-        return dict(json.loads(stored[0]))
+        return LlmResult.model_validate_json(stored[0])
 
 
-def _invalid(request_id: str, reason: str) -> dict[str, Any]:
-    return {
-        "request_id": request_id,
-        "error": {"code": ErrorCode.VALIDATION_ERROR, "message": reason},
-    }
+def _invalid(request_id: str, reason: str) -> LlmResult:
+    # A request id no result may carry (too long) fails here: the consumer then sends none.
+    return LlmResult(
+        request_id=request_id, error=ErrorInfo(code=ErrorCode.VALIDATION_ERROR, message=reason)
+    )
 
 
-def _result(request_id: str, routed: Routed, overhead_ms: float) -> dict[str, Any]:
-    """The `llm_results` message: the answer with usage and cost, or the error."""
-    base: dict[str, Any] = {"request_id": request_id, "tier": routed.tier.tier.value}
+def _result(request_id: str, routed: Routed, overhead_ms: float) -> LlmResult:
+    """The `llm_results` message: the answer with its tool calls, usage and cost, or the error.
+
+    What routing did (tier, attempts, timings) travels as extra fields of the result.
+    """
+    routing: dict[str, Any] = {"tier": routed.tier.tier.value}
+    attempts = [a.as_dict() for a in routed.attempts]
     if not routed.ok:
-        base["error"] = {"code": routed.error_code, "message": routed.error_message or ""}
-        if routed.attempts:
-            base["attempts"] = [a.as_dict() for a in routed.attempts]
-        return base
+        if attempts:
+            routing["attempts"] = attempts
+        error = ErrorInfo(
+            code=routed.error_code or ErrorCode.PROVIDER_ERROR,
+            message=routed.error_message or "",
+        )
+        return LlmResult(request_id=request_id, error=error, **routing)
     completion = routed.completion
     deployment = routed.deployment
     assert completion is not None and deployment is not None
-    base.update(
+    routing.update(overhead_ms=round(overhead_ms, 3), provider_ms=round(routed.provider_ms, 3))
+    if len(attempts) > 1:
+        routing["attempts"] = attempts
+    cost = routed.cost_usd
+    return LlmResult(
+        request_id=request_id,
         result=completion.text,
         model=deployment.name,
-        usage={
-            "prompt_tokens": completion.prompt_tokens,
-            "completion_tokens": completion.completion_tokens,
-        },
-        overhead_ms=round(overhead_ms, 3),
-        provider_ms=round(routed.provider_ms, 3),
+        tool_calls=list(completion.tool_calls) or None,
+        finish_reason=completion.finish_reason,
+        usage=Usage(
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+        ),
+        cost_usd=round(cost, 8) if cost is not None else None,
+        cost_unknown=True if cost is None else None,  # unknown, said so, never a silent 0
+        **routing,
     )
-    if routed.cost_usd is not None:
-        base["cost_usd"] = round(routed.cost_usd, 8)
-    else:
-        base["cost_usd"] = None  # unknown, said so, never a silent 0
-        base["cost_unknown"] = True
-    if len(routed.attempts) > 1:
-        base["attempts"] = [a.as_dict() for a in routed.attempts]
-    return base
 
 
 def _over_budget(

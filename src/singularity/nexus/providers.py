@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from singularity.config import Settings
-from singularity.nexus.registry import ModelSpec
+from singularity.nexus.registry import ModelSpec, ToolCalling
 
 __all__ = ["CONFIGURE_A_PROVIDER", "PROVIDER_SETTINGS", "Deployment", "Providers"]
 
@@ -48,6 +48,8 @@ class Deployment:
     api_base: str | None
     # False when the registry's price does not apply (the call goes to another server).
     priced_by_registry: bool = True
+    # How the model takes tools: natively, or through the text protocol (nexus/tool_text.py).
+    tool_calling: ToolCalling = "native"
 
     @property
     def name(self) -> str:
@@ -62,20 +64,33 @@ class Providers:
         self._environ = os.environ if environ is None else environ
 
     def deployment(self, spec: ModelSpec) -> Deployment | None:
+        tools = spec.tool_calling
         if spec.api_key_env is not None:
             key = self._environ.get(spec.api_key_env)
-            return Deployment(spec, spec.litellm_model, key, spec.api_base) if key else None
+            if not key:
+                return None
+            return Deployment(spec, spec.litellm_model, key, spec.api_base, tool_calling=tools)
         access = self._access(spec.provider)
         if access is None:
             return None
         key, base = access
         if spec.api_base is not None:
-            return Deployment(spec, spec.litellm_model, key or _ANY_KEY, spec.api_base)
+            return Deployment(
+                spec, spec.litellm_model, key or _ANY_KEY, spec.api_base, tool_calling=tools
+            )
         s = self._settings
         if spec.provider == "openai" and s.openai_base_url:
+            # The server's own model answers, so the server's setting says how it takes tools.
             model = f"openai/{s.openai_model}" if s.openai_model else spec.litellm_model
-            return Deployment(spec, model, key or _ANY_KEY, base, priced_by_registry=False)
-        return Deployment(spec, spec.litellm_model, key, base)
+            return Deployment(
+                spec,
+                model,
+                key or _ANY_KEY,
+                base,
+                priced_by_registry=False,
+                tool_calling=s.openai_tool_calling,
+            )
+        return Deployment(spec, spec.litellm_model, key, base, tool_calling=tools)
 
     def configured(self) -> list[str]:
         """The providers that have credentials."""

@@ -10,7 +10,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -18,7 +18,9 @@ from singularity.config import Settings
 from singularity.errors import ConfigError
 from singularity.nexus.complexity import Tier
 
-__all__ = ["ModelSpec", "Registry", "load_registry", "user_registry_file"]
+__all__ = ["ModelSpec", "Registry", "ToolCalling", "load_registry", "user_registry_file"]
+
+ToolCalling = Literal["native", "text"]
 
 
 class ModelSpec(BaseModel):
@@ -35,6 +37,9 @@ class ModelSpec(BaseModel):
     capabilities: tuple[str, ...] = ()
     api_base: str | None = None
     api_key_env: str | None = None
+    # "text" for a model without native tool calling: Nexus then asks for tool calls in
+    # plain text (nexus/tool_text.py) and reads them back into the same `tool_calls`.
+    tool_calling: ToolCalling = "native"
 
     @property
     def priced(self) -> bool:

@@ -31,6 +31,7 @@ from singularity.nexus.llm_client import (
 from singularity.nexus.prices import call_cost
 from singularity.nexus.providers import PROVIDER_SETTINGS, Deployment, Providers
 from singularity.nexus.registry import Registry
+from singularity.nexus.tool_calls import ToolSet
 from singularity.shared_queue.messages import LlmRequest
 
 __all__ = ["Attempt", "ErrorCode", "Routed", "Router"]
@@ -132,6 +133,9 @@ class Router:
         messages = [m.model_dump(exclude_none=True) for m in request.messages]
         extra = request.model_extra or {}
         params = {k: extra[k] for k in PASS_THROUGH if k in extra}
+        if request.response_format is not None:
+            params["response_format"] = request.response_format
+        tools = ToolSet.of(request)
         tried: set[str] = set()
         last: CallFailed | None = None
         while queue:
@@ -139,7 +143,7 @@ class Router:
             if deployment.name in tried:
                 continue
             tried.add(deployment.name)
-            failure = await self._try(deployment, messages, params, deadline, routed)
+            failure = await self._try(deployment, messages, params, tools, deadline, routed)
             if failure is None:
                 routed.deployment = deployment
                 routed.cost_usd = self._cost(deployment, routed.completion)
@@ -157,6 +161,7 @@ class Router:
         deployment: Deployment,
         messages: list[dict[str, Any]],
         params: dict[str, Any],
+        tools: ToolSet | None,
         deadline: float,
         routed: Routed,
     ) -> CallFailed | None:
@@ -174,7 +179,7 @@ class Router:
             timeout = min(remaining, self.settings.nexus_attempt_timeout_s)
             try:
                 completion = await call_model(
-                    deployment, messages, timeout_s=timeout, params=params
+                    deployment, messages, timeout_s=timeout, params=params, tools=tools
                 )
             except CallFailed as failure:
                 routed.provider_ms += failure.provider_ms

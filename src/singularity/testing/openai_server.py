@@ -11,6 +11,10 @@ Behaviour of `POST /v1/chat/completions`, for the `model` named in the request:
 - otherwise the next scripted step of that model is consumed (`script`), one per call;
 - with no step left, the answer is `"echo: <last user message>"` after `delay_s`.
 
+A scripted `Reply` may call tools (`ScriptedToolCall`): its message then carries `tool_calls` in
+OpenAI's shape, and its finish_reason is "tool_calls". Each recorded `Call` keeps the request's
+body, so tests can read the `tools`, `tool_choice` and `messages` that reached the provider.
+
 Token counts are estimates, one token per four characters rounded up (OpenAI's rule of thumb for
 English): real tokenizers differ, but tests only need counts that are stable and grow with the
 text. Streaming is refused: the router does not stream.
@@ -32,7 +36,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -50,6 +54,7 @@ __all__ = [
     "MockOpenAI",
     "RateLimited",
     "Reply",
+    "ScriptedToolCall",
     "ServerError",
     "Step",
     "embedding_vector",
@@ -62,13 +67,29 @@ EMBEDDINGS_PATH = "/v1/embeddings"
 
 
 @dataclass(frozen=True, slots=True)
+class ScriptedToolCall:
+    """A tool call for a `Reply` to make. `arguments` is sent as JSON text (a string as it is,
+    so that a test can send a model's malformed arguments); `id` defaults to a fresh one."""
+
+    name: str
+    arguments: Mapping[str, Any] | str = field(default_factory=dict)
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
-    """A successful answer; token counts left as None are estimated from the texts."""
+    """A successful answer; token counts left as None are estimated from the texts.
+
+    With `tool_calls`, the answer calls those tools (finish_reason "tool_calls" unless
+    `finish_reason` says otherwise); its `content` may then be "" (sent as null).
+    """
 
     content: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     delay_s: float = 0.0  # instead of the server's default delay
+    tool_calls: Sequence[ScriptedToolCall] = ()
+    finish_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +137,22 @@ class Call:
     status: int
     body: dict[str, Any]
     path: str = CHAT_PATH
+
+    @property
+    def messages(self) -> list[Any]:
+        """The conversation the request sent."""
+        messages = self.body.get("messages")
+        return messages if isinstance(messages, list) else []
+
+    @property
+    def tools(self) -> list[Any] | None:
+        """The `tools` the request carried, or None."""
+        return self.body.get("tools")
+
+    @property
+    def tool_choice(self) -> Any:
+        """The `tool_choice` the request carried, or None."""
+        return self.body.get("tool_choice")
 
 
 def estimate_tokens(text: str) -> int:
@@ -480,6 +517,8 @@ class MockOpenAI:
                     step.content,
                     prompt_tokens if step.prompt_tokens is None else step.prompt_tokens,
                     step.completion_tokens,
+                    tool_calls=step.tool_calls,
+                    finish_reason=step.finish_reason,
                 )
             case Hang(seconds=seconds):
                 await self._pause(seconds)
@@ -500,10 +539,25 @@ class MockOpenAI:
                 return _context_error(limit, max(prompt_tokens, limit + 1))
 
     def _completion(
-        self, model: str, content: str, prompt_tokens: int, completion_tokens: int | None = None
+        self,
+        model: str,
+        content: str,
+        prompt_tokens: int,
+        completion_tokens: int | None = None,
+        *,
+        tool_calls: Sequence[ScriptedToolCall] = (),
+        finish_reason: str | None = None,
     ) -> JSONResponse:
+        calls = [self._tool_call(call) for call in tool_calls]
         if completion_tokens is None:
-            completion_tokens = estimate_tokens(content)
+            completion_tokens = estimate_tokens(content) + sum(
+                estimate_tokens(c["function"]["name"] + c["function"]["arguments"]) for c in calls
+            )
+        message: dict[str, Any] = {"role": "assistant", "content": content or None}
+        if calls:
+            message["tool_calls"] = calls
+        if not calls and message["content"] is None:
+            message["content"] = ""
         return JSONResponse(
             {
                 "id": f"chatcmpl-mock{next(self._ids)}",
@@ -513,8 +567,8 @@ class MockOpenAI:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
+                        "message": message,
+                        "finish_reason": finish_reason or ("tool_calls" if calls else "stop"),
                     }
                 ],
                 "usage": {
@@ -524,6 +578,17 @@ class MockOpenAI:
                 },
             }
         )
+
+    def _tool_call(self, call: ScriptedToolCall) -> dict[str, Any]:
+        arguments = call.arguments
+        return {
+            "id": call.id or f"call_mock{next(self._ids)}",
+            "type": "function",
+            "function": {
+                "name": call.name,
+                "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+            },
+        }
 
     async def _list_models(self, request: Request) -> Response:
         """Models named at construction, scripted, windowed or called: any name is accepted."""
