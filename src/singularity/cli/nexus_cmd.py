@@ -3,12 +3,11 @@ terminal: the same records, metrics and answers as the buttons of the web UI).""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import getpass
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -31,8 +30,15 @@ from singularity.nexus.token import ui_token
 from singularity.postgres.cluster import Cluster
 from singularity.postgres.connect import async_connection, open_pool
 from singularity.postgres.topology import Database, Role
-from singularity.shared_queue import LlmRequest, Publisher, ReplyTargets, ensure_queue
-from singularity.shared_queue.install import grant_publish
+from singularity.shared_queue import (
+    LlmRequest,
+    LlmResult,
+    Publisher,
+    ReplyTargets,
+    Requester,
+    Route,
+)
+from singularity.shared_queue.private_replies import private_replies
 from singularity.shared_queue.publisher import send_message
 from singularity.text_safety import escape_hidden, warning
 
@@ -143,43 +149,28 @@ async def _ask(
     complexity: str | None,
     wait_s: float,
 ) -> tuple[dict[str, Any], float]:
-    """Publish the request with a private reply queue, wait for the one answer, drop the queue."""
-    request_id = str(uuid.uuid4())
-    reply_queue = f"cli_{uuid.uuid4().hex[:12]}"
+    """Ask once, with a private reply queue (dropped at the end); nothing is recorded."""
     request = LlmRequest(
-        request_id=request_id,
-        reply_to=reply_queue,
         agent_id=agent,
         task_type=task_type,
         complexity=complexity,  # type: ignore[arg-type]
         messages=[{"role": "user", "content": prompt}],  # type: ignore[list-item]
     )
-    async with async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn:
-        await ensure_queue(conn, reply_queue, wake=False)
-        try:
-            await grant_publish(conn, cluster.role_name(Role.NEXUS), reply_queue)
-            started = time.perf_counter()
-            await send_message(conn, "llm_requests", request)
-            with err_console.status("waiting for Nexus to answer"):
-                result = await _await_reply(conn, reply_queue, wait_s)
-            return result, time.perf_counter() - started
-        finally:
-            await conn.execute("SELECT pgmq.drop_queue(%s)", (reply_queue,))
-
-
-async def _await_reply(conn: Any, queue: str, wait_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + wait_s
-    delay = 0.02
-    while time.monotonic() < deadline:
-        row = await (await conn.execute("SELECT message FROM pgmq.pop(%s)", (queue,))).fetchone()
-        if row is not None:
-            return dict(row[0])
-        await asyncio.sleep(delay)
-        delay = min(0.25, delay * 1.5)
-    raise SingularityError(
-        f"no answer within {wait_s:.0f} s: is Nexus running? (`singularity up` or "
-        "`singularity run nexus`)"
-    )
+    async with (
+        async_connection(cluster.admin(Database.SHARED_QUEUE)) as conn,
+        private_replies(
+            conn, answerer_role=cluster.role_name(Role.NEXUS), answer_model=LlmResult
+        ) as replies,
+    ):
+        route = Route(replies.queue, "Nexus (`singularity up` or `singularity run nexus`)")
+        requester = Requester(
+            functools.partial(send_message, conn), replies, {"llm_requests": route}
+        )
+        started = time.perf_counter()
+        with err_console.status("waiting for Nexus to answer"):
+            body = request.model_dump(mode="json", exclude_none=True)
+            result = await requester.ask("llm_requests", body, timeout_s=wait_s)
+        return result, time.perf_counter() - started
 
 
 # -- hitl ----------------------------------------------------------------------------------

@@ -1,15 +1,15 @@
 """Asking the platform: `llm`, `approval`, `ask`, `run_code` and `experiment`.
 
-Each call records its request in the singularity database, then publishes it with a
-`request_id` and this instance's `reply_to`, and resolves when the matching result arrives.
-A call made for a task's step (`task_id` and `step`) is the same request every time it is
-made: after a restart, the step asks again, finds its recorded request, and gets the answer
-that arrived meanwhile (or waits for it) instead of asking twice.
+Each call goes through the bus's one durable requester (`singularity.shared_queue.Requester`):
+the request is recorded in the singularity database, published with a `request_id` and this
+instance's `reply_to`, and resolves when the matching result arrives. A call made for a task's
+step (`task_id` and `step`) is the same request every time it is made: after a restart, the
+step asks again, finds its recorded request, and gets the answer that arrived meanwhile (or
+waits for it) instead of asking twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,6 +21,7 @@ import structlog
 from singularity.config import Settings
 from singularity.errors import SingularityError
 from singularity.orchestrator.flows import FLOWS, Kind
+from singularity.orchestrator.ledger import TaskLedger, task_key
 from singularity.orchestrator.store import SingularityStore
 from singularity.shared_queue import (
     ApprovalResponse,
@@ -29,19 +30,14 @@ from singularity.shared_queue import (
     LlmResult,
     Publisher,
     QuestionResponse,
+    Requester,
+    RequestTimedOut,
+    Route,
 )
 
 __all__ = ["LlmFailed", "PlatformClient", "RequestTimedOut"]
 
 log = structlog.get_logger(__name__)
-
-# How often a waiting call looks in the database for an answer recorded by another process
-# (the answer recorded here resolves it at once).
-_POLL_S = 0.25
-
-
-class RequestTimedOut(SingularityError):
-    """No answer came in time; says who should have answered."""
 
 
 class LlmFailed(SingularityError):
@@ -62,7 +58,12 @@ class PlatformClient:
         self.publisher = publisher
         self.settings = settings
         self.instance = instance
-        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        routes = {
+            flow.requests: Route(flow.reply_to(instance), flow.answerer) for flow in FLOWS.values()
+        }
+        # Every request of this instance, recorded in its database; a task's step asked
+        # again (after a restart, say) is the request it recorded (see TaskLedger).
+        self.requester = Requester(publisher.send, TaskLedger(store), routes)
 
     async def llm(
         self,
@@ -197,90 +198,12 @@ class PlatformClient:
         timeout = timeout_s if timeout_s is not None else flow.timeout_s(self.settings)
         if (task_id is None) != (step is None):
             raise ValueError("a task's request names both its task_id and its step")
-        request_id, queue, message, sent = await self._recorded(
-            kind, body, task_id, step, timeout, human
-        )
-        if isinstance(sent, dict):
-            return sent
-        waiter = self._waiters.setdefault(request_id, asyncio.get_running_loop().create_future())
-        try:
-            if not sent:
-                await self.publisher.send(queue, message)
-                await self.store.mark_sent(request_id)
-                log.info("request_sent", kind=kind, request_id=request_id, queue=queue, step=step)
-            return await self._wait(request_id, waiter, timeout, kind)
-        finally:
-            self._waiters.pop(request_id, None)
-
-    def resolve(self, request_id: str, result: dict[str, Any]) -> None:
-        """An answer recorded by this process's inbox: wake its caller at once."""
-        waiter = self._waiters.get(request_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(result)
-
-    async def _recorded(
-        self,
-        kind: Kind,
-        body: dict[str, Any],
-        task_id: int | None,
-        step: str | None,
-        wait_s: float,
-        human: bool,
-    ) -> tuple[str, str, dict[str, Any], bool | dict[str, Any]]:
-        """(request_id, queue, message, sent): `sent` is the answer when one is recorded."""
-        flow = FLOWS[kind]
-        if task_id is not None and step is not None:
-            existing = await self.store.step_request(task_id, step)
-            if existing is not None:
-                if existing.result is not None and existing.answered_at is not None:
-                    return existing.request_id, existing.queue, existing.body, existing.result
-                return existing.request_id, existing.queue, existing.body, bool(existing.sent_at)
         request_id = str(uuid.uuid4())
-        message = {k: v for k, v in body.items() if v is not None}
-        message.update(request_id=request_id, reply_to=flow.reply_to(self.instance))
+        message = {**body, "request_id": request_id}
         if flow.id_field:
             message["id"] = request_id
-        deadline = datetime.now(UTC) + timedelta(seconds=wait_s)
         if human:
+            deadline = datetime.now(UTC) + timedelta(seconds=timeout)
             message["deadline"] = deadline.isoformat()
-        # Refuse a malformed request here, with the reason, rather than at the consumer.
-        message = flow.request.model_validate(message).model_dump(mode="json", exclude_none=True)
-        recorded = await self.store.record_request(
-            request_id=request_id,
-            task_id=task_id,
-            step=step,
-            kind=kind,
-            queue=flow.requests,
-            reply_to=message["reply_to"],
-            body=message,
-            deadline=deadline,
-        )
-        if not recorded:  # another runner recorded this step first
-            assert task_id is not None and step is not None
-            return await self._recorded(kind, body, task_id, step, wait_s, human)
-        return request_id, flow.requests, message, False
-
-    async def _wait(
-        self,
-        request_id: str,
-        waiter: asyncio.Future[dict[str, Any]],
-        wait_s: float,
-        kind: Kind,
-    ) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                flow = FLOWS[kind]
-                raise RequestTimedOut(
-                    f"no answer to {kind} request {request_id} on "
-                    f"{flow.reply_to(self.instance)} after {wait_s:g} s: is {flow.answerer} "
-                    "running?"
-                )
-            try:
-                return await asyncio.wait_for(asyncio.shield(waiter), min(_POLL_S, remaining))
-            except TimeoutError:
-                answer = await self.store.answer(request_id)
-                if answer is not None:
-                    return answer
+        key = task_key(task_id, step) if task_id is not None and step is not None else None
+        return await self.requester.ask(flow.requests, message, key=key, timeout_s=timeout)
