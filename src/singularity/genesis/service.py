@@ -114,6 +114,8 @@ def _consumers(
 ) -> list[Consumer[Any]]:
     """The job and experiment consumers of one worker."""
     targets = ReplyTargets(bus.pool)
+    # Workspace snapshots are read through the bus's pool, as the consumer's role.
+    snapshots = Snapshots.from_settings(bus.pool, settings)
     jobs = JobHandler(
         sandbox,
         store,
@@ -121,9 +123,9 @@ def _consumers(
         DEFAULT_LIMITS,
         unsafe=settings.genesis_unsafe_sandbox,
         runs=settings.genesis_concurrency,
+        snapshots=snapshots,
+        environments=environments,
     )
-    # Workspace snapshots are read through the bus's pool, as the consumer's role.
-    snapshots = Snapshots.from_settings(bus.pool, settings)
     experiments = ExperimentHandler(sandbox, store, targets, settings, snapshots, environments)
     return [
         bus.consumer(

@@ -8,6 +8,7 @@ from singularity.genesis.environments.prepare import (
     Prepared,
     SetupFailed,
     SetupOutput,
+    described,
     nothing_installed,
     prepare,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "SetupFailed",
     "SetupOutput",
     "SetupStep",
+    "described",
     "load_registries",
     "nothing_installed",
     "prepare",

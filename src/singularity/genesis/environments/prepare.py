@@ -11,12 +11,14 @@ the layer's tools first, and no network at all (the sandbox has none).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import structlog
 
@@ -148,6 +150,16 @@ class Prepared:
             return {}
         return {"node_modules": _NODE_MODULES}
 
+    def link_into(self, tree: Path) -> None:
+        """Put `links` into a run's work directory, where it has no entry of that name."""
+        for name, target in self.links.items():
+            if not os.path.lexists(tree / name):
+                os.symlink(target, tree / name)
+
+    def described(self) -> dict[str, Any]:
+        """What a result says of this environment (see `described`)."""
+        return described(self.step, self.cached, self.output)
+
     def release(self) -> None:
         """Let the cache evict the layer again (no test run may use it after this)."""
         if self._lock is not None:
@@ -161,6 +173,20 @@ class Prepared:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+def described(
+    step: SetupStep | None, cached: bool | None, output: SetupOutput | None
+) -> dict[str, Any]:
+    """What an experiment's or a job's result says of a tree's environment: the step, where it
+    came from, its script, whether the layer was cached, and how the setup run ended."""
+    return {
+        "step": None if step is None else step.description,
+        "origin": None if step is None else step.origin,
+        "script": None if step is None else step.script,
+        "cached": cached,
+        "setup": None if output is None else dataclasses.asdict(output),
+    }
 
 
 def nothing_installed() -> Prepared:

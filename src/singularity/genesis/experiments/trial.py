@@ -43,10 +43,9 @@ from singularity.genesis.environments import (
     Prepared,
     SetupChoice,
     SetupFailed,
-    SetupOutput,
-    SetupStep,
     nothing_installed,
 )
+from singularity.genesis.environments import described as environment
 from singularity.genesis.experiments.baseline import Baseline, restore_snapshot, take_snapshot
 from singularity.genesis.experiments.outcome import ExperimentOutcome, ExperimentStatus, TestRun
 from singularity.genesis.experiments.recommendation import Recommendation
@@ -135,12 +134,12 @@ async def run_experiment(
             except RunUnavailable:
                 raise
             except SetupFailed as failed:
-                described = _environment(failed.step, None, failed.output)
+                described = environment(failed.step, None, failed.output)
                 return ExperimentOutcome.setup_failed(phase, str(failed), described, llm_reduction)
             except (ValueError, SingularityError) as refused:
                 # A step declared wrongly, or one that tampered with its layer: the
                 # repository's doing, answered like a failing step.
-                described = _environment(None, None, None)
+                described = environment(None, None, None)
                 return ExperimentOutcome.setup_failed(phase, str(refused), described, llm_reduction)
             with prepared:
                 say(f"running the tests {'without' if phase == 'baseline' else 'with'} the diff")
@@ -211,7 +210,7 @@ class _Runner:
         if self.junit_path is not None:
             # A report that came with the repository must not pass for this run's.
             await asyncio.to_thread(remove_entry, tree, self.junit_path)
-        await asyncio.to_thread(_link, tree, prepared.links)
+        await asyncio.to_thread(prepared.link_into, tree)
         try:
             result = await self.sandbox.run(
                 self.argv, limits=self.limits, workdir=tree, binds=prepared.binds, env=prepared.env
@@ -254,32 +253,12 @@ class _Setup:
         except SandboxUnavailable as exc:
             raise RunUnavailable(f"{phase} setup", exc) from exc
         if prepared.step is not None:
-            self.described = _environment(prepared.step, prepared.cached, prepared.output)
+            self.described = prepared.described()
             self._say(
                 f"environment: {prepared.step.description}"
                 + (" (cached)" if prepared.cached else "")
             )
         return prepared
-
-
-def _environment(
-    step: SetupStep | None, cached: bool | None, output: SetupOutput | None
-) -> dict[str, Any]:
-    """What the outcome says of a tree's environment."""
-    return {
-        "step": None if step is None else step.description,
-        "origin": None if step is None else step.origin,
-        "script": None if step is None else step.script,
-        "cached": cached,
-        "setup": None if output is None else dataclasses.asdict(output),
-    }
-
-
-def _link(tree: Path, links: dict[str, str]) -> None:
-    """The links a run's tree needs into the environment (node_modules), unless it has them."""
-    for name, target in links.items():
-        if not os.path.lexists(tree / name):
-            os.symlink(target, tree / name)
 
 
 def _test_run(result: RunResult, tree: Path, junit_path: str | None) -> TestRun:

@@ -71,6 +71,7 @@ class Status(StrEnum):
     SIGNALED = "SIGNALED"
     UNSUPPORTED = "UNSUPPORTED"
     INTERNAL = "INTERNAL"
+    SETUP_FAILED = "SETUP_FAILED"  # a command in a workspace: its environment's setup failed
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class Execution:
     max_rss_kb: int
     truncated: bool
     history: tuple[StepRecord, ...]
+    environment: dict[str, Any] | None = None  # a command in a workspace: its setup step
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -128,6 +130,7 @@ class Execution:
             "cpu_ms": round(self.cpu_ms, 3),
             "max_rss_kb": self.max_rss_kb,
             "truncated": self.truncated,
+            **({} if self.environment is None else {"environment": self.environment}),
         }
 
 
@@ -137,18 +140,18 @@ async def execute(spec: JobSpec, sandbox: Sandbox) -> Execution:
     found = language(spec.language)
     if found is None:
         known = ", ".join(sorted(LANGUAGES))
-        return _refused(f"unknown language {spec.language!r}; supported: {known}")
+        return refused(f"unknown language {spec.language!r}; supported: {known}")
     reason = found.missing(mode) or _mode_missing(found, mode)
     if reason is None and found.source in spec.files:
         reason = f"files may not replace {found.source}, which holds the code"
     if reason is not None:
-        return _refused(reason)
+        return refused(reason)
     try:
         # Counted in characters first, which a string's UTF-8 takes at least as many bytes
         # as: a stdin far too large is refused before a byte of it is copied.
         checked_stdin(len(spec.stdin or ""), spec.limits.stdin_bytes)
     except ValueError as exc:
-        return _refused(f"the job cannot be run: {exc}")
+        return refused(f"the job cannot be run: {exc}")
     return await _steps(spec, found, mode, sandbox)
 
 
@@ -181,7 +184,7 @@ async def _steps(spec: JobSpec, lang: Language, mode: Mode, sandbox: Sandbox) ->
             assert argv is not None  # _mode_missing refused modes without a command
             checked_command(argv, {})
     except ValueError as exc:
-        return _refused(f"the job cannot be run: {exc}")
+        return refused(f"the job cannot be run: {exc}")
     encoded = None if spec.stdin is None else spec.stdin.encode(errors="surrogateescape")
     steps = [
         Step(argv, encoded if step == "run" else None, channel=folded is not None)
@@ -192,9 +195,9 @@ async def _steps(spec: JobSpec, lang: Language, mode: Mode, sandbox: Sandbox) ->
     try:
         results = await sandbox.run_steps(steps, limits=limits, files=files, binds=binds)
     except (SandboxUnavailable, OSError) as exc:
-        return _refused(f"the sandbox failed: {exc}", Status.INTERNAL)
+        return refused(f"the sandbox failed: {exc}", Status.INTERNAL)
     except ValueError as exc:
-        return _refused(f"the job cannot be run: {exc}")
+        return refused(f"the job cannot be run: {exc}")
     if folded is not None:
         return _unfolded(plan[-1], results[0], lang, spec.limits)
     ran: list[StepRecord] = []
@@ -202,9 +205,9 @@ async def _steps(spec: JobSpec, lang: Language, mode: Mode, sandbox: Sandbox) ->
         status = _step_status(step, classify(result, lang, spec.limits))
         ran.append(_record(step, status, result))
         if status is not Status.OK or step == plan[-1]:
-            return _ended(status, step, result, spec.limits, tuple(ran))
+            return ended(status, step, result, spec.limits, tuple(ran))
     # The sandbox ended a step the host took for OK: not expected, but never a silent OK.
-    return _refused("the sandbox ended the job early", Status.INTERNAL, tuple(ran))
+    return refused("the sandbox ended the job early", Status.INTERNAL, tuple(ran))
 
 
 def _unfolded(step: str, result: RunResult, lang: Language, limits: Limits) -> Execution:
@@ -216,8 +219,8 @@ def _unfolded(step: str, result: RunResult, lang: Language, limits: Limits) -> E
         status = _step_status("check", classify(result, lang, limits))
         history = (_record("check", status, result),)
         if status is Status.OK:  # exit 0 without a verdict: not expected, never a silent OK
-            return _refused("the check gave no verdict", Status.INTERNAL, history)
-        return _ended(status, "check", result, limits, history)
+            return refused("the check gave no verdict", Status.INTERNAL, history)
+        return ended(status, "check", result, limits, history)
     wall_ms = cpu_ms = None
     with contextlib.suppress(IndexError, ValueError):
         at, cpu_s = float(words[1]), float(words[2])
@@ -226,7 +229,7 @@ def _unfolded(step: str, result: RunResult, lang: Language, limits: Limits) -> E
     check = StepRecord("check", Status.OK.value, 0, wall_ms, cpu_ms, None)
     status = classify(result, lang, limits)
     history = (check, _record(step, status, result))
-    return _ended(status, step, result, limits, history)
+    return ended(status, step, result, limits, history)
 
 
 def _record(step: str, status: Status, result: RunResult) -> StepRecord:
@@ -268,7 +271,7 @@ def _out_of_memory(result: RunResult, lang: Language | None, limits: Limits) -> 
     return result.signal in _MEMORY_SIGNALS and near
 
 
-def _ended(
+def ended(
     status: Status, step: str, result: RunResult, limits: Limits, history: tuple[StepRecord, ...]
 ) -> Execution:
     output = result.stdout.decode(errors="replace")
@@ -321,7 +324,7 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _refused(
+def refused(
     message: str, status: Status = Status.UNSUPPORTED, history: tuple[StepRecord, ...] = ()
 ) -> Execution:
     return Execution(

@@ -13,10 +13,13 @@ from typing import Any
 
 import structlog
 
+from singularity.genesis.environments import Environments
 from singularity.genesis.jobs.execution import Execution, JobSpec, Mode, Status, execute
+from singularity.genesis.jobs.workspace import WorkspaceJob, run_in_workspace
 from singularity.genesis.limits import Limits, limits_from_request
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.store import ExecutionRecord, GenesisStore
+from singularity.genesis.workspaces.snapshots import Snapshots
 from singularity.shared_queue import Delivery, JobRequest, PermanentFailure, Reply, ReplyTargets
 
 __all__ = ["DEFAULT_REPLY_TO", "JobHandler", "job_result", "job_spec"]
@@ -24,10 +27,24 @@ __all__ = ["DEFAULT_REPLY_TO", "JobHandler", "job_result", "job_spec"]
 log = structlog.get_logger(__name__)
 
 DEFAULT_REPLY_TO = "job_results"
+# How a command in a workspace is recorded among the executions (language, mode).
+WORKSPACE_LANGUAGE = "shell"
+WORKSPACE_MODE = "workspace"
 
 
-def job_spec(request: JobRequest, defaults: Limits) -> JobSpec:
+def job_spec(request: JobRequest, defaults: Limits) -> JobSpec | WorkspaceJob:
     """The job a request asks for; ValueError (one line) for limits it may not have."""
+    limits = limits_from_request(request.limits, defaults=defaults)
+    if request.workspace is not None:
+        assert request.command is not None  # the message's own check
+        return WorkspaceJob(
+            workspace=request.workspace,
+            command=request.command,
+            limits=limits,
+            setup=request.setup,
+            stdin=request.stdin,
+        )
+    assert request.code is not None and request.language is not None
     return JobSpec(
         language=request.language,
         code=request.code,
@@ -35,7 +52,7 @@ def job_spec(request: JobRequest, defaults: Limits) -> JobSpec:
         stdin=request.stdin,
         args=tuple(request.args or ()),
         files=dict(request.files or {}),
-        limits=limits_from_request(request.limits, defaults=defaults),
+        limits=limits,
     )
 
 
@@ -72,8 +89,12 @@ class JobHandler:
         *,
         unsafe: bool,
         runs: int = 1,
+        snapshots: Snapshots | None = None,
+        environments: Environments | None = None,
     ) -> None:
         self._sandbox = sandbox
+        self._snapshots = snapshots
+        self._environments = environments
         self._store = store
         self._targets = targets
         self._defaults = defaults
@@ -97,16 +118,22 @@ class JobHandler:
             replies = [Reply(reply_to, refusal(request_id, reason))]
             raise PermanentFailure(reason, replies=replies) from None
         async with self._runs:
-            execution = await execute(spec, self._sandbox)
+            if isinstance(spec, WorkspaceJob):
+                execution = await run_in_workspace(
+                    spec, self._sandbox, self._snapshots, self._environments
+                )
+            else:
+                execution = await execute(spec, self._sandbox)
+        code = spec.command if isinstance(spec, WorkspaceJob) else spec.code
         record = ExecutionRecord(
             request_id=request_id,
             msg_id=delivery.msg_id,
             agent_id=request.agent_id,
-            language=spec.language,
-            mode=spec.mode.value,
+            language=_language(spec),
+            mode=_mode(spec),
             reply_to=reply_to,
             reply=job_result(request_id, execution),
-            code_bytes=len(request.code.encode()),
+            code_bytes=len(code.encode(errors="surrogateescape")),
             received_at=delivery.enqueued_at,
             unsafe=self._unsafe,
         )
@@ -121,13 +148,21 @@ class JobHandler:
         )
 
 
-def _log(request_id: str, spec: JobSpec, execution: Execution) -> None:
+def _language(spec: JobSpec | WorkspaceJob) -> str:
+    return WORKSPACE_LANGUAGE if isinstance(spec, WorkspaceJob) else spec.language
+
+
+def _mode(spec: JobSpec | WorkspaceJob) -> str:
+    return WORKSPACE_MODE if isinstance(spec, WorkspaceJob) else spec.mode.value
+
+
+def _log(request_id: str, spec: JobSpec | WorkspaceJob, execution: Execution) -> None:
     event = "job_done" if execution.status is Status.OK else "job_failed"
     log.info(
         event,
         request_id=request_id,
-        language=spec.language,
-        mode=spec.mode.value,
+        language=_language(spec),
+        mode=_mode(spec),
         status=execution.status.value,
         exit_code=execution.exit_code,
         wall_ms=round(execution.wall_ms, 1),
