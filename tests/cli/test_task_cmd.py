@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
 from helpers import singularity
+from singularity.orchestrator.platform import open_store
 from singularity.postgres.cluster import Cluster
 
 
@@ -18,6 +20,9 @@ from singularity.postgres.cluster import Cluster
         (["task", "x", "--repo", "/no/such/dir"], "--repo '/no/such/dir' is not a directory"),
         (["task", "x", "--agent", "bogus"], "unknown agent 'bogus'; choose one of: architect"),
         (["tasks", "999999"], "there is no task 999999"),
+        (["task", "show", "999999"], "there is no task 999999"),
+        (["task", "cancel", "999999"], "there is no task 999999"),
+        (["task", "cancel", "x"], "Invalid value for 'task_id'"),
         (["tasks", "--limit", "0"], "Invalid value for '--limit'"),
         (["db", "init", "--instance", "0"], "Invalid value for '--instance'"),
     ],
@@ -62,3 +67,26 @@ def test_db_init_instance_creates_its_database_and_queues(cluster: Cluster) -> N
     assert json.loads(listed.stdout) == []
     queues = singularity("queue", "list")
     assert "llm_results_4" in queues.stdout and "experiment_results_4_dlq" in queues.stdout
+
+
+async def test_task_cancel_ends_a_task_once_and_task_show_says_so(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    async with open_store(cluster, name="t-cancel-cli", max_size=1) as store:
+        await store.ensure_agent("coder-x", "coder")
+        task_id = await store.create_task(
+            agent_id="coder-x",
+            description="Document add()",
+            repo=str(tmp_path),
+            test_command="true",
+            runner="runner-elsewhere",
+        )
+    first = await asyncio.to_thread(singularity, "task", "cancel", str(task_id))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"task {task_id} cancelled"
+    again = await asyncio.to_thread(singularity, "task", "cancel", str(task_id))
+    assert again.returncode == 2  # a usage error
+    assert f"task {task_id} has already ended: cancelled" in again.stderr
+    shown = await asyncio.to_thread(singularity, "task", "show", str(task_id), "--json")
+    body = json.loads(shown.stdout)
+    assert body["state"] == "cancelled" and body["events"][-1]["message"] == "cancelled by the user"

@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
 from singularity.cli.common import console, err_console, load, shown
 from singularity.config import Settings
@@ -19,7 +21,23 @@ from singularity.orchestrator.agents import AGENT_KINDS, load_agents
 from singularity.orchestrator.platform import connect, open_store
 from singularity.orchestrator.store import TaskRecord
 
-__all__ = ["agents", "task", "tasks"]
+__all__ = ["agents", "task", "task_app", "tasks"]
+
+
+class _TaskGroup(TyperGroup):
+    """`singularity task DESCRIPTION ...` runs a task (the `run` command, which need not be
+    named); `singularity task show N` and `task cancel N` act on one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+task_app = typer.Typer(
+    cls=_TaskGroup,
+    help='Run a task (`singularity task "DESCRIPTION" --repo PATH`), or show or cancel one.',
+)
 
 # What each state waits for, and who must be running for it to end.
 _STATES = {
@@ -116,6 +134,37 @@ async def _tick(status: Any, current: dict[str, Any]) -> None:
         await asyncio.sleep(0.5)
 
 
+def cancel(task_id: int = typer.Argument(..., help="The task to cancel.")) -> None:
+    """End a task now, wherever it runs: its runner stops within seconds."""
+    settings = load()
+    with open_cluster(settings) as cluster:
+        cancelled, record = asyncio.run(_cancel(cluster, task_id))
+    if not cancelled:
+        raise UsageError(f"task {task_id} has already ended: {record.outcome or record.state}")
+    console.print(f"task {task_id} cancelled")
+
+
+async def _cancel(cluster: Any, task_id: int) -> tuple[bool, TaskRecord]:
+    async with open_store(cluster, name="singularity-cli", max_size=1) as store:
+        await store.task(task_id)  # NotFound, with the id, for a task that does not exist
+        cancelled = await store.cancel(task_id)
+        return cancelled, await store.task(task_id)
+
+
+def show(
+    task_id: int = typer.Argument(..., help="The task to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """One task in detail: its state, outcome and every step it went through."""
+    settings = load()
+    with open_cluster(settings) as cluster:
+        record, events = asyncio.run(_one(cluster, task_id))
+    if as_json:
+        console.print_json(json.dumps({**record.model_dump(mode="json"), "events": events}))
+        return
+    _print_task(record, events)
+
+
 def _print_outcome(record: TaskRecord) -> None:
     cost = record.data.get("cost", {})
     spent = cost.get("cost_usd")
@@ -137,17 +186,12 @@ def tasks(
     limit: int = typer.Option(50, "--limit", min=1, help="How many tasks to list."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The tasks of this instance, newest first (or one task in detail)."""
+    """The tasks of this instance, newest first (or one task in detail: `task show`)."""
+    if task_id is not None:
+        show(task_id, as_json)
+        return
     settings = load()
     with open_cluster(settings) as cluster:
-        if task_id is not None:
-            record, events = asyncio.run(_one(cluster, task_id))
-            if as_json:
-                body = {**record.model_dump(mode="json"), "events": events}
-                console.print_json(json.dumps(body))
-                return
-            _print_task(record, events)
-            return
         rows = asyncio.run(_list(cluster, limit))
     if as_json:
         console.print_json(json.dumps(rows, default=str))
@@ -246,3 +290,8 @@ def _sources(sources: Any) -> dict[str, str]:
 
 def _prompt_dirs(sources: Any) -> str:
     return "\n".join(sorted({str(Path(path).parent) for path in sources.values()}))
+
+
+task_app.command("run")(task)
+task_app.command("show")(show)
+task_app.command("cancel")(cancel)

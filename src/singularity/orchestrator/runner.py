@@ -48,7 +48,7 @@ log = structlog.get_logger(__name__)
 KnowledgeSource = Callable[[str, int], Any]
 Progress = Callable[[str, str], None]
 
-TERMINAL = {"done", "rejected", "failed"}
+TERMINAL = {"done", "rejected", "failed", "cancelled"}
 
 
 def _repository(repo: Path) -> Path:
@@ -125,11 +125,24 @@ class TaskRunner:
                 f"task {task_id} is being worked on by {task.runner} (its lease runs until "
                 f"{task.lease_until:%H:%M:%S}); try again after that"
             )
+        steps = asyncio.create_task(self._steps(task_id, progress), name=f"steps:{task_id}")
         renewing = asyncio.create_task(self._renew(task_id), name=f"lease:{task_id}")
         try:
-            return await self._steps(task_id, progress)
+            await asyncio.wait((steps, renewing), return_when=asyncio.FIRST_COMPLETED)
+            if not steps.done():
+                # The lease is gone: the task was cancelled, or another runner took it over.
+                # What this runner is waiting for (a model, a human) no longer matters here.
+                steps.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await steps
+                log.warning("task_lost", task_id=task_id, runner=self.runner)
+                return await self.store.task(task_id)
+            return steps.result()
         except asyncio.CancelledError:
             # Stopped (Ctrl-C, shutdown): let another runner take the task at once.
+            steps.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await steps
             await asyncio.shield(self.store.release(task_id, self.runner))
             log.info("task_released", task_id=task_id, runner=self.runner)
             raise
@@ -139,6 +152,7 @@ class TaskRunner:
                 await renewing
 
     async def _renew(self, task_id: int) -> None:
+        """Keep the lease while the task runs; returns when it is lost."""
         while True:
             await asyncio.sleep(self.lease_s / 3)
             if not await self.store.renew(task_id, self.runner):

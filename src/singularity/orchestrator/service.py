@@ -63,16 +63,18 @@ class Singularity:
 
     name = "singularity"
 
-    def __init__(self, *, claim_every_s: float = 5.0, max_tasks: int = 4) -> None:
+    def __init__(self, *, claim_every_s: float = 5.0, max_tasks: int | None = None) -> None:
         self.claim_every_s = claim_every_s
-        self.max_tasks = max_tasks
+        self.max_tasks = max_tasks  # None: SINGULARITY_MAX_TASKS
         self.ready = asyncio.Event()
 
     async def run(self, context: ServiceContext, stop: asyncio.Event) -> None:
         settings, cluster = context.settings, context.cluster
         async with connect(cluster, settings, name="singularity") as connected:
             runner = task_runner(connected, settings)
-            work = [asyncio.create_task(self._resume(runner, stop), name="tasks:resume")]
+            limit = self.max_tasks or settings.singularity_max_tasks
+            resume = self._resume(runner, stop, limit)
+            work = [asyncio.create_task(resume, name="tasks:resume")]
             if settings.singularity_backups and cluster.instance == 1:
                 from singularity.orchestrator.backup import run_backups
 
@@ -89,13 +91,13 @@ class Singularity:
             await run_tasks(work, stop)
         log.info("singularity_stopped")
 
-    async def _resume(self, runner: TaskRunner, stop: asyncio.Event) -> None:
-        """Take over tasks whose runner died (its lease ran out), a few at a time."""
+    async def _resume(self, runner: TaskRunner, stop: asyncio.Event, limit: int) -> None:
+        """Take over tasks whose runner died (its lease ran out), `limit` at a time."""
         running: set[asyncio.Task[Any]] = set()
         try:
             while not stop.is_set():
                 try:
-                    await self._claim(runner, running)
+                    await self._claim(runner, running, limit)
                 except (psycopg.Error, DatabaseUnavailable) as exc:
                     log.warning("task_claim_failed", error=describe_error(exc))
                 with contextlib.suppress(TimeoutError):
@@ -105,8 +107,8 @@ class Singularity:
                 job.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
-    async def _claim(self, runner: TaskRunner, running: set[asyncio.Task[Any]]) -> None:
-        while len(running) < self.max_tasks:
+    async def _claim(self, runner: TaskRunner, running: set[asyncio.Task[Any]], limit: int) -> None:
+        while len(running) < limit:
             task_id = await runner.store.claim_orphan(runner.runner)
             if task_id is None:
                 return

@@ -160,7 +160,8 @@ class SingularityStore:
         message: str,
         error: str | None = None,
         data: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> bool:
+        """End a task (whoever holds it), with an event; False if it had ended already."""
         async with self.pool.connection() as conn, conn.transaction():
             params = {
                 "id": task_id,
@@ -170,10 +171,22 @@ class SingularityStore:
                 "data": Jsonb(data or {}),
             }
             if (await (await conn.execute(QUERIES["finish_task"], params)).fetchone()) is None:
-                return
+                return False
             await conn.execute(
                 QUERIES["add_event"], {"task_id": task_id, "state": state, "message": message}
             )
+        return True
+
+    async def cancel(self, task_id: int) -> bool:
+        """End a task now, whoever works on it; False if it had ended already. Its runner
+        stops when it next renews its lease (within a third of the lease)."""
+        return await self.finish(
+            task_id,
+            state="cancelled",
+            outcome="cancelled",
+            error="cancelled by the user",
+            message="cancelled by the user",
+        )
 
     async def events(self, task_id: int, after: int = 0) -> list[TaskEvent]:
         rows = await self._all("task_events", {"task_id": task_id, "after": after})
