@@ -137,6 +137,12 @@ class Settings(BaseSettings):
     singularity_task_diff_attempts: int = Field(3, ge=1, le=10)
     singularity_task_revisions: int = Field(2, ge=0, le=10)
     singularity_task_test_command: str = "python -m pytest -q"
+    # What one task's agent loop may spend (`singularity task --loop`), across its revisions:
+    # model calls, tokens, dollars (known costs only) and seconds since the task began.
+    singularity_task_max_steps: int = Field(40, ge=1, le=10_000)
+    singularity_task_max_tokens: int | None = Field(400_000, ge=1)
+    singularity_task_max_cost_usd: float | None = Field(5.0, gt=0)
+    singularity_task_max_wall_s: float | None = Field(3_600.0, gt=0)
     # Tasks one Singularity instance works on at once (taken over from runners that died).
     singularity_max_tasks: int = Field(4, ge=1, le=256)
     singularity_embedding_model: str | None = None

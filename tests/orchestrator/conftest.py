@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from genesis_support import RunningGenesis, require_bwrap
 from singularity.bootstrap import bootstrap
 from singularity.config import Settings
 from singularity.orchestrator.platform import Connected, connect
@@ -36,3 +37,20 @@ async def singularity_2(
     """Instance 2's client, with its inbox running."""
     async with connect(instance_cluster, nexus_settings, name="test-singularity-2") as connected:
         yield connected
+
+
+@pytest.fixture
+async def connected(
+    instance_cluster: Cluster, nexus_settings: Settings
+) -> AsyncIterator[Connected]:
+    """Instance 2's client, as a task's runner uses it."""
+    async with connect(instance_cluster, nexus_settings, name="t-task") as opened:
+        yield opened
+
+
+@pytest.fixture
+async def genesis(nexus_settings: Settings, cluster: Cluster) -> AsyncIterator[RunningGenesis]:
+    """A Genesis worker for the tasks' tests (experiments, commands in workspaces)."""
+    require_bwrap()
+    async with RunningGenesis(nexus_settings, cluster) as running:
+        yield running

@@ -29,6 +29,7 @@ VALUES = {
     "error": "ERROR",
     "feedback": "FEEDBACK",
     "test_results": "TEST RESULTS",
+    "test_command": "TEST COMMAND",
 }
 
 # What each shipped prompt shows the model, at least.
@@ -38,6 +39,8 @@ SHOWN = {
     "code": ("description", "layout", "files", "knowledge", "plan"),
     "fix": ("description", "files", "plan", "diff", "error"),
     "revise": ("description", "files", "knowledge", "plan", "diff", "feedback", "test_results"),
+    "work": ("description", "layout", "files", "knowledge", "test_command"),
+    "rework": ("feedback", "test_results"),
 }
 
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from genesis_support import GOOD_DIFF, TEST_COMMAND, RunningGenesis, make_repo, require_bwrap
+from genesis_support import GOOD_DIFF, TEST_COMMAND, RunningGenesis, make_repo
 from helpers import eventually
 from nexus_support import RunningNexus
 from singularity.config import Settings
@@ -38,21 +37,6 @@ Files:
 """
 CODE = f"Here is the change.\n\n```diff\n{GOOD_DIFF}```\n"
 REVISED = CODE.replace("integers and floats alike", "ints and floats")
-
-
-@pytest.fixture
-async def genesis(nexus_settings: Settings, cluster: Cluster) -> AsyncIterator[RunningGenesis]:
-    require_bwrap()
-    async with RunningGenesis(nexus_settings, cluster) as running:
-        yield running
-
-
-@pytest.fixture
-async def connected(
-    instance_cluster: Cluster, nexus_settings: Settings
-) -> AsyncIterator[Connected]:
-    async with connect(instance_cluster, nexus_settings, name="t-task") as opened:
-        yield opened
 
 
 def _git(repo: Path, *args: str) -> str:

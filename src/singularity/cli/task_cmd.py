@@ -43,6 +43,7 @@ task_app = typer.Typer(
 _STATES = {
     "queued": ("gathering context", None),
     "planning": ("planning with the model (architect)", "Nexus with a model"),
+    "working": ("working in the agent loop", "Nexus with a model, and a Genesis worker"),
     "coding": ("writing the diff (coder)", "Nexus with a model"),
     "validating": ("running the tests in the Genesis sandbox", "a Genesis worker"),
     "reviewing": ("waiting for a reviewer in the Nexus web UI", "Nexus"),
@@ -62,6 +63,12 @@ def task(
     resume: int | None = typer.Option(
         None, "--resume", help="Go on with an unfinished task (by id) instead of a new one."
     ),
+    loop: bool = typer.Option(
+        False,
+        "--loop",
+        help="Work in the agent loop: the model reads, edits and runs the tests with its tools "
+        "until they pass, instead of one plan and one diff.",
+    ),
 ) -> None:
     """Run one task with live progress: plan, diff, sandboxed tests, human approval, apply."""
     if resume is None and not description.strip():
@@ -73,7 +80,9 @@ def task(
     settings = load()
     command = test_command or settings.singularity_task_test_command
     with open_cluster(settings) as cluster:
-        record = asyncio.run(_task(settings, cluster, description, repo, agent, command, resume))
+        record = asyncio.run(
+            _task(settings, cluster, description, repo, agent, command, resume, loop)
+        )
     _print_outcome(record)
     if record.outcome != "applied":
         raise typer.Exit(1)
@@ -87,6 +96,7 @@ async def _task(
     kind: str,
     test_command: str,
     resume: int | None,
+    loop: bool,
 ) -> TaskRecord:
     from singularity.orchestrator.service import task_runner  # the runner's imports are heavy
 
@@ -95,7 +105,12 @@ async def _task(
         if resume is None:
             agent_id = f"{kind}-{cluster.instance}"
             task_id = await runner.create(
-                description, repo, kind=kind, agent_id=agent_id, test_command=test_command
+                description,
+                repo,
+                kind=kind,
+                agent_id=agent_id,
+                test_command=test_command,
+                loop=loop,
             )
         else:
             task_id = resume
@@ -158,11 +173,14 @@ def show(
     """One task in detail: its state, outcome and every step it went through."""
     settings = load()
     with open_cluster(settings) as cluster:
-        record, events = asyncio.run(_one(cluster, task_id))
+        record, events, trajectory = asyncio.run(_one(cluster, task_id))
     if as_json:
-        console.print_json(json.dumps({**record.model_dump(mode="json"), "events": events}))
+        body = {**record.model_dump(mode="json"), "events": events, "trajectory": trajectory}
+        console.print_json(json.dumps(body))
         return
     _print_task(record, events)
+    if trajectory:
+        _print_trajectory(trajectory)
 
 
 def _print_outcome(record: TaskRecord) -> None:
@@ -213,11 +231,38 @@ def tasks(
     console.print(table)
 
 
-async def _one(cluster: Any, task_id: int) -> tuple[TaskRecord, list[Any]]:
+async def _one(cluster: Any, task_id: int) -> tuple[TaskRecord, list[Any], list[Any]]:
     async with open_store(cluster, name="singularity-cli", max_size=1) as store:
         record = await store.task(task_id)
         events = await store.events(task_id)
-    return record, [e.model_dump(mode="json") for e in events]
+        trajectory = await store.trajectory(task_id)
+    return (
+        record,
+        [e.model_dump(mode="json") for e in events],
+        [step.model_dump(mode="json") for step in trajectory],
+    )
+
+
+def _print_trajectory(trajectory: list[dict[str, Any]]) -> None:
+    """The agent loop's steps: each model call with its tokens and cost, each tool call."""
+    table = Table(title="Trajectory")
+    for column in ("step", "what", "ok", "tokens", "cost", "ms"):
+        table.add_column(column, justify="right" if column in ("tokens", "cost", "ms") else "left")
+    for step in trajectory:
+        cost = step["cost_usd"]
+        shown_cost = "" if step["kind"] == "tool" else "unknown" if cost is None else f"${cost:.4f}"
+        what = f"{step['kind']} {step['name']}"
+        if step["kind"] == "model" and step["output"].get("tool_calls"):
+            what += " → " + ", ".join(step["output"]["tool_calls"])
+        table.add_row(
+            shown(step["key"]),
+            shown(what),
+            "yes" if step["ok"] else "[red]no[/]",
+            str(step["tokens"]) if step["kind"] == "model" else "",
+            shown_cost,
+            "" if step["wall_ms"] is None else f"{step['wall_ms']:.0f}",
+        )
+    console.print(table)
 
 
 async def _list(cluster: Any, limit: int) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Agent kinds and their prompts.
 
-Every kind has the same five prompts, one Markdown file each, shipped in
+Every kind has the same seven prompts, one Markdown file each, shipped in
 `singularity/orchestrator/prompts/<kind>/`:
 
 - `system.md`: the system message, the agent's role. No placeholders.
@@ -13,6 +13,11 @@ Every kind has the same five prompts, one Markdown file each, shipped in
 - `revise.md` (task_type "coder"): a reviewer (or the tests) sent the change back; asks for a
   revised diff against the original files. Those of code.md, and {diff}, {feedback},
   {test_results}.
+- `work.md` (task_type "coder"): the first message of the agent loop (`singularity task
+  --loop`): the task, and how to work with the tools until the tests pass. Those of
+  plan.md, and {test_command}.
+- `rework.md`: a reviewer sent the loop's change back; the loop goes on in the same
+  workspace with this message. Placeholders: {feedback}, {test_results}.
 
 `AgentKind.prompts` and `.sources` are keyed by the name without `.md` ("system", "plan",
 ...). PLACEHOLDERS holds the sets above; a caller passes at least the values of its prompt's set.
@@ -53,7 +58,7 @@ __all__ = [
 ]
 
 AGENT_KINDS = ("architect", "coder", "qa", "self-improving-agent")
-PROMPT_NAMES = ("system", "plan", "code", "fix", "revise")
+PROMPT_NAMES = ("system", "plan", "code", "fix", "revise", "work", "rework")
 
 _CONTEXT = frozenset({"description", "layout", "files", "knowledge"})
 PLACEHOLDERS: Mapping[str, frozenset[str]] = MappingProxyType(
@@ -63,6 +68,8 @@ PLACEHOLDERS: Mapping[str, frozenset[str]] = MappingProxyType(
         "code": _CONTEXT | {"plan"},
         "fix": _CONTEXT | {"plan", "diff", "error"},
         "revise": _CONTEXT | {"plan", "diff", "feedback", "test_results"},
+        "work": _CONTEXT | {"test_command"},
+        "rework": frozenset({"feedback", "test_results"}),
     }
 )
 _DESCRIPTIONS = {

@@ -72,11 +72,15 @@ class PlatformClient:
         agent_id: str,
         task_type: str,
         complexity: str | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
         task_id: int | None = None,
         step: str | None = None,
         timeout_s: float | None = None,
     ) -> LlmResult:
-        """A model call routed by Nexus; raises LlmFailed when Nexus answers with an error."""
+        """A model call routed by Nexus; raises LlmFailed when Nexus answers with an error.
+
+        With `tools` (OpenAI-style function specs) the answer may carry `tool_calls`."""
         body: dict[str, Any] = {
             "agent_id": agent_id,
             "task_type": task_type,
@@ -84,6 +88,10 @@ class PlatformClient:
         }
         if complexity is not None:
             body["complexity"] = complexity
+        if tools:
+            body["tools"] = list(tools)
+        if tool_choice is not None:
+            body["tool_choice"] = tool_choice
         raw = await self.request("llm", body, task_id=task_id, step=step, timeout_s=timeout_s)
         result = LlmResult.model_validate(raw)
         if result.error is not None:
@@ -147,6 +155,29 @@ class PlatformClient:
         """Code run by Genesis in its sandbox."""
         body: dict[str, Any] = {"code": code, "language": language, "mode": mode, "stdin": stdin}
         body.update(files=files, limits=limits, agent_id=agent_id)
+        raw = await self.request("job", body, task_id=task_id, step=step, timeout_s=timeout_s)
+        return JobResult.model_validate(raw)
+
+    async def run_in_workspace(
+        self,
+        workspace: Path,
+        command: str,
+        *,
+        setup: str | bool | None = None,
+        limits: dict[str, Any] | None = None,
+        agent_id: str | None = None,
+        task_id: int | None = None,
+        step: str | None = None,
+        timeout_s: float | None = None,
+    ) -> JobResult:
+        """`command` run by Genesis in a checkout of the directory `workspace` as it is now.
+
+        The directory travels as a workspace snapshot (only the files the bus lacks are sent);
+        `setup` chooses its environment as an experiment's does (None: the step it declares or
+        its layout suggests; False: nothing installed; text: that step)."""
+        published = await self.publisher.publish_workspace(workspace)
+        body: dict[str, Any] = {"workspace": published.id, "command": command}
+        body.update(setup=None if setup is True else setup, limits=limits, agent_id=agent_id)
         raw = await self.request("job", body, task_id=task_id, step=step, timeout_s=timeout_s)
         return JobResult.model_validate(raw)
 

@@ -82,6 +82,7 @@ RETURNING id
 
 -- name: add_event --
 INSERT INTO task_events (task_id, state, message) VALUES (%(task_id)s, %(state)s, %(message)s)
+RETURNING id
 
 -- name: task_events --
 SELECT id, at, state, message FROM task_events
@@ -125,3 +126,20 @@ ON CONFLICT (request_id) DO NOTHING
 SELECT count(*) AS calls, coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
        coalesce(sum(completion_tokens), 0) AS completion_tokens, sum(cost_usd) AS cost_usd
 FROM llm_calls WHERE task_id = %(task_id)s
+
+-- ------------------------------------------------------------------------------ trajectory
+
+-- name: trajectory_record --
+-- One step of a task's agent loop; a step recorded already keeps its first record.
+INSERT INTO task_trajectory (task_id, key, kind, name, input, output, ok, tokens, cost_usd,
+                             wall_ms)
+VALUES (%(task_id)s, %(key)s, %(kind)s, %(name)s, %(input)s, %(output)s, %(ok)s, %(tokens)s,
+        %(cost_usd)s, %(wall_ms)s)
+ON CONFLICT (task_id, key) DO NOTHING
+
+-- name: trajectory_step --
+SELECT output, ok FROM task_trajectory WHERE task_id = %(task_id)s AND key = %(key)s
+
+-- name: trajectory --
+SELECT key, kind, name, input, output, ok, tokens, cost_usd::float8 AS cost_usd, wall_ms, at
+FROM task_trajectory WHERE task_id = %(task_id)s ORDER BY id

@@ -21,6 +21,7 @@ import structlog
 
 from singularity.config import Settings
 from singularity.errors import SingularityError
+from singularity.orchestrator.agent.loop import AgentLoop, Budget
 from singularity.orchestrator.agents import load_agent
 from singularity.orchestrator.client import LlmFailed, PlatformClient, RequestTimedOut
 from singularity.orchestrator.context import RepoContext
@@ -38,6 +39,7 @@ from singularity.orchestrator.task_steps import (
     knowledge_text,
     task_context,
 )
+from singularity.orchestrator.task_workspace import TaskWorkspace
 from singularity.shared_queue import LlmResult
 
 __all__ = ["KnowledgeSource", "TaskRunner", "runner_id"]
@@ -55,6 +57,16 @@ def _repository(repo: Path) -> Path:
     if not repo.is_dir():
         raise SingularityError(f"repository {str(repo)!r} is not a directory")
     return repo.resolve()
+
+
+def budget_of(settings: Settings) -> Budget:
+    """What a task's agent loop may spend, from the settings."""
+    return Budget(
+        steps=settings.singularity_task_max_steps,
+        tokens=settings.singularity_task_max_tokens,
+        cost_usd=settings.singularity_task_max_cost_usd,
+        wall_s=settings.singularity_task_max_wall_s,
+    )
 
 
 def runner_id() -> str:
@@ -89,6 +101,7 @@ class TaskRunner:
         record_usage: Callable[[list[int], bool], Any] | None = None,
         runner: str | None = None,
         lease_s: float = LEASE_S,
+        budget: Budget | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -97,11 +110,22 @@ class TaskRunner:
         self.record_usage = record_usage
         self.runner = runner or runner_id()
         self.lease_s = lease_s
+        self.budget = budget or budget_of(settings)
+        self._progress: dict[int, Progress | None] = {}
+        self._shown: set[int] = set()  # events the loop showed as they came
 
     async def create(
-        self, description: str, repo: Path, *, kind: str, agent_id: str, test_command: str
+        self,
+        description: str,
+        repo: Path,
+        *,
+        kind: str,
+        agent_id: str,
+        test_command: str,
+        loop: bool = False,
     ) -> int:
-        """A new task, held by this runner."""
+        """A new task, held by this runner; `loop`: worked in the agent loop (tools, tests,
+        until they pass) instead of one plan and one diff."""
         load_agent(kind, self.settings)  # an unknown kind is refused before anything is stored
         root = _repository(repo)
         await self.store.ensure_agent(agent_id, kind)
@@ -111,6 +135,7 @@ class TaskRunner:
             repo=str(root),
             test_command=test_command,
             runner=self.runner,
+            data={"mode": "loop"} if loop else None,
         )
         log.info("task_created", task_id=task_id, agent_id=agent_id, repo=str(repo))
         return task_id
@@ -164,11 +189,13 @@ class TaskRunner:
         step_of = {
             "queued": self._gather,
             "planning": self._plan,
+            "working": self._work,
             "coding": self._code,
             "validating": self._validate,
             "reviewing": self._review,
             "applying": self._apply,
         }
+        self._progress[task_id] = progress
         seen = 0
         while run.task.state not in TERMINAL:
             try:
@@ -181,8 +208,12 @@ class TaskRunner:
             run.task = await self.store.task(task_id)
             if progress is not None:
                 for event in await self.store.events(task_id, after=seen):
-                    progress(event.state, event.message)
+                    if event.id not in self._shown:  # the loop's own, shown as they came
+                        progress(event.state, event.message)
                     seen = event.id
+        self._progress.pop(task_id, None)
+        if run.task.state in TERMINAL:
+            await asyncio.to_thread(self._workspace(task_id).remove)
         return await self.store.task(task_id)
 
     async def _advance(self, run: _Run, state: str, data: dict[str, Any], message: str) -> None:
@@ -210,8 +241,9 @@ class TaskRunner:
             "knowledge_text": knowledge_text(hits),
         }
         files = ", ".join(context.files) or "none named"
+        following = "working" if run.data.get("mode") == "loop" else "planning"
         await self._advance(
-            run, "planning", data, f"context: {files}; {len(hits)} knowledge artifact(s)"
+            run, following, data, f"context: {files}; {len(hits)} knowledge artifact(s)"
         )
 
     def _context(self, run: _Run) -> RepoContext:
@@ -231,6 +263,64 @@ class TaskRunner:
         }
         phases = ", ".join(plan.phases) or "none"
         await self._advance(run, "coding", data, f"plan by {answer.model}: SPARC phases {phases}")
+
+    def _workspace(self, task_id: int) -> TaskWorkspace:
+        instance = f"instance-{self.settings.singularity_instance}"
+        return TaskWorkspace(
+            self.settings.singularity_home / "workspaces" / instance / str(task_id)
+        )
+
+    async def _work(self, run: _Run) -> None:
+        """The agent loop, in the task's workspace, until the tests pass (see agent.loop)."""
+        revision = int(run.data.get("revision", 0))
+        workspace = self._workspace(run.task.id)
+        if not workspace.exists():
+            await asyncio.to_thread(workspace.remove)  # one half made before a crash
+            workspace = await TaskWorkspace.create(Path(run.task.repo), workspace.root)
+        messages = run.prompts.messages(
+            "work",
+            self._context(run),
+            run.data.get("knowledge_text", ""),
+            test_command=run.task.test_command,
+        )
+        if revision > 0:
+            rework = run.prompts.agent.render(
+                "rework",
+                feedback=run.data.get("feedback", ""),
+                test_results=run.data.get("test_results", ""),
+            )
+            messages.append({"role": "user", "content": rework})
+        end = await AgentLoop(
+            self.client,
+            self.store,
+            run.task,
+            workspace.work,
+            budget=self.budget,
+            progress=lambda message: self._note(run, message),
+        ).run(messages, revision=revision)
+        if end.outcome == "stopped":
+            raise SingularityError(f"the agent stopped: {end.summary}")
+        diff = await workspace.diff()
+        if not diff:
+            raise SingularityError("the agent finished without changing any file")
+        files = touched_files(diff)
+        data = {
+            "diff": diff,
+            "files": files,
+            "diff_model": end.model,
+            "summary": end.summary,
+            "loop": {"steps": end.steps, "tokens": end.tokens, "cost_usd": end.cost_usd},
+        }
+        message = f"change by {end.model} after {end.steps} model calls: {', '.join(files)}"
+        await self._advance(run, "validating", data, message)
+
+    async def _note(self, run: _Run, message: str) -> None:
+        """One step of the loop: a task event, shown at once."""
+        event_id = await self.store.note(run.task.id, run.task.state, message)
+        self._shown.add(event_id)
+        progress = self._progress.get(run.task.id)
+        if progress is not None:
+            progress(run.task.state, message)
 
     async def _code(self, run: _Run) -> None:
         revision = int(run.data.get("revision", 0))
@@ -302,9 +392,12 @@ class TaskRunner:
         revision = int(run.data.get("revision", 0))
         experiment = run.data.get("experiment", {})
         files = run.data.get("files") or ["(unknown)"]
+        if "plan" in run.data:
+            how = f"Plan:\n{run.data['plan']['text']}"
+        else:
+            how = f"The agent's summary:\n{run.data.get('summary', '')}"
         description = (
-            f"{run.task.description}\n\nPlan:\n{run.data['plan']['text']}\n\n"
-            f"Sandbox: {run.data.get('test_results', '')}"
+            f"{run.task.description}\n\n{how}\n\nSandbox: {run.data.get('test_results', '')}"
         )
         extra = {
             "task_id": run.task.id,
@@ -343,7 +436,8 @@ class TaskRunner:
             await self._used_knowledge(run, success=False)
             return
         data = {"reviews": reviews, "revision": revision + 1, "feedback": reason}
-        await self._advance(run, "coding", data, f"rejected: {reason}; revising")
+        again = "working" if run.data.get("mode") == "loop" else "coding"
+        await self._advance(run, again, data, f"rejected: {reason}; revising")
 
     async def _apply(self, run: _Run) -> None:
         branch = f"singularity/task-{run.task.id}"

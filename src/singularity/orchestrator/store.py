@@ -13,7 +13,14 @@ from pydantic import BaseModel
 from singularity.errors import NotFound
 from singularity.orchestrator.sql import QUERIES
 
-__all__ = ["LEASE_S", "PendingStep", "SingularityStore", "TaskEvent", "TaskRecord"]
+__all__ = [
+    "LEASE_S",
+    "PendingStep",
+    "SingularityStore",
+    "TaskEvent",
+    "TaskRecord",
+    "TrajectoryStep",
+]
 
 # How long a runner holds a task without renewing; a crashed runner's task is resumed by
 # another after this long.
@@ -45,6 +52,21 @@ class TaskEvent(BaseModel):
     at: datetime
     state: str
     message: str
+
+
+class TrajectoryStep(BaseModel):
+    """One step of a task's agent loop: a model call or a tool call, and what it gave."""
+
+    key: str
+    kind: str  # "model" or "tool"
+    name: str  # the model called, or the tool
+    input: dict[str, Any]
+    output: dict[str, Any]
+    ok: bool
+    tokens: int
+    cost_usd: float | None  # None: unknown (never taken for 0)
+    wall_ms: float | None
+    at: datetime
 
 
 class PendingStep(BaseModel):
@@ -177,6 +199,12 @@ class SingularityStore:
             )
         return True
 
+    async def note(self, task_id: int, state: str, message: str) -> int:
+        """Add an event to a task without changing its state; the event's id."""
+        row = await self._one("add_event", {"task_id": task_id, "state": state, "message": message})
+        assert row is not None
+        return int(row["id"])
+
     async def cancel(self, task_id: int) -> bool:
         """End a task now, whoever works on it; False if it had ended already. Its runner
         stops when it next renews its lease (within a third of the lease)."""
@@ -187,6 +215,27 @@ class SingularityStore:
             error="cancelled by the user",
             message="cancelled by the user",
         )
+
+    async def record_step(self, task_id: int, step: TrajectoryStep) -> None:
+        """Record one step of the task's agent loop (kept as first recorded)."""
+        params = {
+            **step.model_dump(exclude={"at"}),
+            "task_id": task_id,
+            "input": Jsonb(step.input),
+            "output": Jsonb(step.output),
+        }
+        async with self.pool.connection() as conn:
+            await conn.execute(QUERIES["trajectory_record"], params)
+
+    async def recorded_step(self, task_id: int, key: str) -> tuple[dict[str, Any], bool] | None:
+        """The output of a step recorded under `key` (and whether it went well), or None."""
+        row = await self._one("trajectory_step", {"task_id": task_id, "key": key})
+        return None if row is None else (row["output"], row["ok"])
+
+    async def trajectory(self, task_id: int) -> list[TrajectoryStep]:
+        """Every step of the task's agent loop, in order."""
+        rows = await self._all("trajectory", {"task_id": task_id})
+        return [TrajectoryStep(**row) for row in rows]
 
     async def events(self, task_id: int, after: int = 0) -> list[TaskEvent]:
         rows = await self._all("task_events", {"task_id": task_id, "after": after})
