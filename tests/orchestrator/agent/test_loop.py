@@ -8,6 +8,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from genesis_support import TEST_COMMAND, RunningGenesis, make_repo
 from helpers import eventually, singularity
 from nexus_support import RunningNexus
@@ -209,3 +211,44 @@ async def test_hostile_tool_calls_are_refused_and_nothing_outside_the_workspace_
     assert "fsmonitor" not in (repo / ".git" / "config").read_text()
     shadow = trajectory["run_command"].output["text"]
     assert "root:" not in shadow and not (repo / "left-behind").exists()
+
+
+async def test_a_loop_stopped_midway_resumes_without_asking_or_running_anything_twice(
+    nexus: RunningNexus,
+    genesis: RunningGenesis,
+    llm: MockOpenAI,
+    connected: Connected,
+    nexus_settings: Settings,
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path)
+    llm.script(
+        "alpha",
+        call("edit_file", path="calc.py", old_text=OLD, new_text=NEW),
+        call("run_tests"),
+        call("finish", summary="Documented add()."),
+    )
+    first = task_runner(connected, nexus_settings)
+    task_id = await first.create(
+        "Document add()", repo, kind="coder", agent_id="coder-loop", test_command=TEST_COMMAND,
+        loop=True,
+    )  # fmt: skip
+    running = asyncio.create_task(first.run(task_id))
+
+    async def edited() -> bool:
+        steps = await connected.store.trajectory(task_id)
+        return any(step.name == "edit_file" for step in steps)
+
+    await eventually(edited, 60)
+    running.cancel()  # the process stops between two steps of the loop
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    second = task_runner(connected, nexus_settings)
+    resumed = asyncio.create_task(second.run(task_id))
+    await _approve(nexus, second, task_id, "approval-r0")
+    record = await asyncio.wait_for(resumed, 90)
+    assert record.outcome == "applied", record.error
+    assert len(llm.calls_for("alpha")) == 3  # each model call once
+    edits = [s for s in await connected.store.trajectory(task_id) if s.name == "edit_file"]
+    assert len(edits) == 1 and edits[0].ok  # the edit ran once; its output was reused
+    assert "floats alike" in _git(repo, "show", f"singularity/task-{task_id}:calc.py")
