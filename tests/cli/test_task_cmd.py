@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers import singularity
+from singularity.cli import task_cmd
 from singularity.orchestrator.platform import open_store
 from singularity.postgres.cluster import Cluster
 
@@ -23,6 +24,7 @@ from singularity.postgres.cluster import Cluster
         (["task", "show", "999999"], "there is no task 999999"),
         (["task", "cancel", "999999"], "there is no task 999999"),
         (["task", "cancel", "x"], "Invalid value for 'task_id'"),
+        (["task", "x", "--max-steps", "3"], "--max-steps and --max-cost bound the agent loop"),
         (["tasks", "--limit", "0"], "Invalid value for '--limit'"),
         (["db", "init", "--instance", "0"], "Invalid value for '--instance'"),
     ],
@@ -90,3 +92,18 @@ async def test_task_cancel_ends_a_task_once_and_task_show_says_so(
     shown = await asyncio.to_thread(singularity, "task", "show", str(task_id), "--json")
     body = json.loads(shown.stdout)
     assert body["state"] == "cancelled" and body["events"][-1]["message"] == "cancelled by the user"
+
+
+@pytest.mark.parametrize(
+    ("known", "unknown_calls", "shown"),
+    [
+        (None, 0, "-"),
+        (0.0125, 0, "$0.0125"),
+        (None, 3, "unknown"),
+        (0.5, 2, "$0.5000 + unknown (2 calls)"),
+    ],
+)
+def test_a_tasks_cost_is_unknown_when_a_calls_cost_is(
+    known: float | None, unknown_calls: int, shown: str
+) -> None:
+    assert task_cmd._cost(known, unknown_calls) == shown

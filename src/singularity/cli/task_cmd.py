@@ -69,6 +69,18 @@ def task(
         help="Work in the agent loop: the model reads, edits and runs the tests with its tools "
         "until they pass, instead of one plan and one diff.",
     ),
+    max_steps: int | None = typer.Option(
+        None,
+        "--max-steps",
+        min=1,
+        help="The loop's model calls at most (SINGULARITY_TASK_MAX_STEPS).",
+    ),
+    max_cost: float | None = typer.Option(
+        None,
+        "--max-cost",
+        min=0.0001,
+        help="The loop's known cost in dollars at most (SINGULARITY_TASK_MAX_COST_USD).",
+    ),
 ) -> None:
     """Run one task with live progress: plan, diff, sandboxed tests, human approval, apply."""
     if resume is None and not description.strip():
@@ -77,11 +89,15 @@ def task(
         raise UsageError(f"unknown agent {agent!r}; choose one of: {', '.join(AGENT_KINDS)}")
     if resume is None and not repo.is_dir():
         raise UsageError(f"--repo {str(repo)!r} is not a directory")
+    if (max_steps is not None or max_cost is not None) and not loop:
+        raise UsageError("--max-steps and --max-cost bound the agent loop: add --loop")
     settings = load()
     command = test_command or settings.singularity_task_test_command
+    budget = {"steps": max_steps, "cost_usd": max_cost}
+    budget = {name: value for name, value in budget.items() if value is not None}
     with open_cluster(settings) as cluster:
         record = asyncio.run(
-            _task(settings, cluster, description, repo, agent, command, resume, loop)
+            _task(settings, cluster, description, repo, agent, command, resume, loop, budget)
         )
     _print_outcome(record)
     if record.outcome != "applied":
@@ -97,6 +113,7 @@ async def _task(
     test_command: str,
     resume: int | None,
     loop: bool,
+    budget: dict[str, Any],
 ) -> TaskRecord:
     from singularity.orchestrator.service import task_runner  # the runner's imports are heavy
 
@@ -111,6 +128,7 @@ async def _task(
                 agent_id=agent_id,
                 test_command=test_command,
                 loop=loop,
+                budget=budget,
             )
         else:
             task_id = resume
@@ -215,20 +233,37 @@ def tasks(
         console.print_json(json.dumps(rows, default=str))
         return
     table = Table(title="Tasks")
-    for column in ("id", "agent", "state", "outcome", "tokens", "cost", "description"):
-        table.add_column(column)
+    columns = ("id", "agent", "state", "outcome", "calls", "tokens", "cost", "elapsed")
+    for column in (*columns, "description"):
+        table.add_column(column, justify="right" if column in ("calls", "tokens") else "left")
     for row in rows:
-        cost = "-" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}"
         table.add_row(
             str(row["id"]),
             shown(row["agent_id"]),
             row["state"],
             row["outcome"] or "-",
+            str(row["model_calls"]),
             str(row["tokens"]),
-            cost,
+            _cost(row["cost_usd"], row["calls_cost_unknown"]),
+            _elapsed(row["elapsed_s"]),
             shown(row["description"][:60]),
         )
     console.print(table)
+
+
+def _cost(known: float | None, unknown_calls: int) -> str:
+    """A task's cost: what is known, and how many calls' cost is not (never taken for $0)."""
+    if unknown_calls == 0:
+        return "-" if known is None else f"${float(known):.4f}"
+    if known is None:
+        return "unknown"
+    return f"${float(known):.4f} + unknown ({unknown_calls} calls)"
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 async def _one(cluster: Any, task_id: int) -> tuple[TaskRecord, list[Any], list[Any]]:

@@ -34,8 +34,11 @@ WHERE t.id = %(id)s
 -- name: list_tasks --
 SELECT t.id, t.agent_id, a.kind, t.description, t.repo, t.state, t.outcome, t.created_at,
        t.updated_at, t.finished_at,
+       count(l.task_id) AS model_calls,
        coalesce(sum(l.prompt_tokens + l.completion_tokens), 0) AS tokens,
-       sum(l.cost_usd) AS cost_usd
+       sum(l.cost_usd) AS cost_usd,
+       count(l.task_id) FILTER (WHERE l.cost_usd IS NULL) AS calls_cost_unknown,
+       extract(epoch FROM coalesce(t.finished_at, now()) - t.created_at)::float8 AS elapsed_s
 FROM tasks t JOIN agents a ON a.id = t.agent_id
 LEFT JOIN llm_calls l ON l.task_id = t.id
 GROUP BY t.id, a.kind

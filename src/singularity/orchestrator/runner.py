@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,9 +124,11 @@ class TaskRunner:
         agent_id: str,
         test_command: str,
         loop: bool = False,
+        budget: dict[str, Any] | None = None,
     ) -> int:
         """A new task, held by this runner; `loop`: worked in the agent loop (tools, tests,
-        until they pass) instead of one plan and one diff."""
+        until they pass) instead of one plan and one diff, with `budget` (Budget's fields)
+        over the settings' where given."""
         load_agent(kind, self.settings)  # an unknown kind is refused before anything is stored
         root = _repository(repo)
         await self.store.ensure_agent(agent_id, kind)
@@ -135,7 +138,7 @@ class TaskRunner:
             repo=str(root),
             test_command=test_command,
             runner=self.runner,
-            data={"mode": "loop"} if loop else None,
+            data={"mode": "loop", "budget": budget or {}} if loop else None,
         )
         log.info("task_created", task_id=task_id, agent_id=agent_id, repo=str(repo))
         return task_id
@@ -161,7 +164,10 @@ class TaskRunner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await steps
                 log.warning("task_lost", task_id=task_id, runner=self.runner)
-                return await self.store.task(task_id)
+                task = await self.store.task(task_id)
+                if task.state in TERMINAL:  # cancelled: its workspace is of no more use
+                    await asyncio.to_thread(self._workspace(task_id).remove)
+                return task
             return steps.result()
         except asyncio.CancelledError:
             # Stopped (Ctrl-C, shutdown): let another runner take the task at once.
@@ -295,7 +301,7 @@ class TaskRunner:
             self.store,
             run.task,
             workspace.work,
-            budget=self.budget,
+            budget=dataclasses.replace(self.budget, **run.data.get("budget", {})),
             progress=lambda message: self._note(run, message),
         ).run(messages, revision=revision)
         if end.outcome == "stopped":

@@ -120,6 +120,10 @@ async def test_the_agent_reads_edits_runs_the_tests_and_finishes_with_a_reviewed
     assert all(step["cost_usd"] is not None for step in body["trajectory"][::2])
     text = await asyncio.to_thread(singularity, "task", "show", str(task_id), env=instance)
     assert "Trajectory" in text.stdout and "model alpha → read_file" in text.stdout
+    listed = await asyncio.to_thread(singularity, "tasks", "--json", env=instance)
+    row = next(row for row in json.loads(listed.stdout) if row["id"] == task_id)
+    assert (row["model_calls"], row["calls_cost_unknown"]) == (4, 0)
+    assert row["tokens"] > 0 and row["cost_usd"] > 0 and row["elapsed_s"] > 0
 
 
 async def test_finish_is_refused_while_the_tests_fail(
@@ -159,10 +163,10 @@ async def test_a_budget_stops_the_loop_with_the_reason(
 ) -> None:  # fmt: skip
     repo = make_repo(tmp_path)
     llm.script("alpha", *[call("list_files") for _ in range(5)])
-    runner = task_runner(connected, nexus_settings, budget=Budget(steps=2))
+    runner = task_runner(connected, nexus_settings, budget=Budget(steps=30))
     task_id = await runner.create(
         "Look around", repo, kind="coder", agent_id="coder-loop", test_command=TEST_COMMAND,
-        loop=True,
+        loop=True, budget={"steps": 2},  # the task's own bound wins over the runner's
     )  # fmt: skip
     record = await asyncio.wait_for(runner.run(task_id), 60)
     assert (record.state, record.outcome) == ("failed", "failed")
