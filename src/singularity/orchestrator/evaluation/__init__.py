@@ -1,0 +1,1 @@
+"""Evaluation: suites of tasks judged by hidden tests, and the built-in suite."""
