@@ -132,4 +132,5 @@ def test_every_database_is_at_its_head(cluster: Cluster) -> None:
                 current = None
         head = head_revision(database)
         assert (current[0] if current else None) == head
-    assert head_revision(Database.NEXUS) == "0002_router_log_and_hitl_state"
+    assert head_revision(Database.NEXUS) == "0003_fleet_tasks"
+    assert head_revision(Database.SINGULARITY) == "0004_task_events_outbox"

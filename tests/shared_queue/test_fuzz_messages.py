@@ -58,6 +58,7 @@ from nexus_support import RunningNexus
 from singularity.config import Settings
 from singularity.genesis.evolution.asker import LlmAsker
 from singularity.genesis.store import GenesisStore
+from singularity.nexus.fleet import Fleet
 from singularity.nexus.hitl import Hitl
 from singularity.orchestrator.flows import FLOWS
 from singularity.orchestrator.inbox import inbox_consumers
@@ -72,6 +73,7 @@ from singularity.shared_queue import (
     JobResult,
     LlmResult,
     QueueSpec,
+    TaskEvent,
     open_bus,
 )
 from singularity.shared_queue.publisher import encode_batch
@@ -386,6 +388,25 @@ TARGETS: dict[str, Target] = {
         final={"id": KEY, "diff": GOOD_DIFF, "test_command": TEST_COMMAND, "reply_to": REPLY},
         tame=_no_repository,
     ),
+    "task_events": Target(
+        (
+            {
+                "instance": 7,
+                "task_id": 12,
+                "event_id": 3,
+                "at": "2026-12-07T10:00:00+00:00",
+                "state": "working",
+                "message": "model alpha: read_file",
+                "agent_id": "coder-7",
+                "description": "Document add()",
+                "repo": "/srv/calc",
+                "outcome": None,
+                "request_id": KEY,
+                "schema_version": 1,
+            },
+        ),
+        "nexus",
+    ),
     "llm_results": Target((_llm_result(), _LLM_ERROR), "inbox"),
     "genesis_llm_results": Target((_llm_result(), _LLM_ERROR), "asker"),
     "approval_responses": Target(
@@ -559,6 +580,19 @@ def _shown(hitl: Hitl, kind: str) -> Effect:
     return effect
 
 
+def _kept(fleet: Fleet) -> Effect:
+    """The effect of a task event: Nexus keeps it, under its task."""
+
+    async def effect(sent: Sent) -> str | None:
+        event = sent.valid
+        assert isinstance(event, TaskEvent)
+        events = await fleet.events(event.instance, event.task_id)
+        kept = any(row["event_id"] == event.event_id for row in events)
+        return None if kept else "not kept among its task's events"
+
+    return effect
+
+
 @contextlib.asynccontextmanager
 async def nexus_harness(needs: Needs) -> AsyncIterator[Harness]:
     target = TARGETS[needs.spec.name]
@@ -569,6 +603,8 @@ async def nexus_harness(needs: Needs) -> AsyncIterator[Harness]:
         hitl = nexus.parts.hitl
         if target.result is not None:
             effect = _answered(needs, target, replies)
+        elif needs.spec.name == "task_events":
+            effect = _kept(Fleet(nexus.parts.pool))
         else:
             effect = _shown(hitl, needs.spec.name.removesuffix("_requests"))
 
@@ -582,7 +618,7 @@ async def nexus_harness(needs: Needs) -> AsyncIterator[Harness]:
             # The approvals and questions taken stay out of later tests' pages (and lists).
             ids = [str(s.valid.id) for s in sent if s.archived and hasattr(s.valid, "id")]
             table = needs.spec.name  # approval_requests, question_requests: the nexus tables
-            if ids and target.result is None:
+            if ids and target.result is None and table != "task_events":
                 async with async_connection(needs.cluster.admin(Database.NEXUS)) as conn:
                     await conn.execute(f"DELETE FROM {table} WHERE id = ANY(%s::uuid[])", (ids,))
 

@@ -55,6 +55,14 @@ DESIGN_MESSAGES = {
         "test_command": "make test",
     },
     "experiment_results": {"request_id": "e1", "status": "completed"},
+    "task_events": {
+        "instance": 1,
+        "task_id": 4,
+        "event_id": 9,
+        "at": "2026-12-07T10:00:00Z",
+        "state": "working",
+        "message": "model alpha: read_file",
+    },
 }
 
 

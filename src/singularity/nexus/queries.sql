@@ -233,3 +233,41 @@ SELECT count(*) AS count,
        percentile_cont(0.9) WITHIN GROUP (ORDER BY response_time_ms) AS p90_ms
 FROM hitl_metrics
 WHERE created_at >= (now() AT TIME ZONE 'UTC') - interval '30 days'
+
+-- ----------------------------------------------------------------------------------- fleet
+
+-- name: fleet_event_insert --
+-- One task event, kept once; with the task's row brought to its newest event (an older event
+-- arriving late counts, but does not move the task back).
+WITH kept AS (
+    INSERT INTO fleet_task_events (instance, task_id, event_id, at, state, message)
+    VALUES (%(instance)s, %(task_id)s, %(event_id)s, %(at)s, %(state)s, %(message)s)
+    ON CONFLICT DO NOTHING
+    RETURNING instance, task_id, event_id
+)
+INSERT INTO fleet_tasks AS t (instance, task_id, agent_id, description, repo, state, outcome,
+                              message, last_event_id, first_at, last_at)
+SELECT instance, task_id, %(agent_id)s, %(description)s, %(repo)s, %(state)s, %(outcome)s,
+       %(message)s, event_id, %(at)s, %(at)s
+FROM kept
+ON CONFLICT (instance, task_id) DO UPDATE SET
+    events = t.events + 1,
+    first_at = least(t.first_at, excluded.first_at),
+    agent_id = CASE WHEN excluded.last_event_id > t.last_event_id THEN excluded.agent_id ELSE t.agent_id END,
+    description = CASE WHEN excluded.last_event_id > t.last_event_id THEN excluded.description ELSE t.description END,
+    repo = CASE WHEN excluded.last_event_id > t.last_event_id THEN excluded.repo ELSE t.repo END,
+    state = CASE WHEN excluded.last_event_id > t.last_event_id THEN excluded.state ELSE t.state END,
+    outcome = CASE WHEN excluded.last_event_id > t.last_event_id THEN excluded.outcome ELSE t.outcome END,
+    message = CASE WHEN excluded.last_event_id > t.last_event_id THEN excluded.message ELSE t.message END,
+    last_at = greatest(t.last_at, excluded.last_at),
+    last_event_id = greatest(t.last_event_id, excluded.last_event_id)
+RETURNING true AS kept
+
+-- name: fleet_tasks --
+SELECT instance, task_id, agent_id, description, repo, state, outcome, message, events,
+       first_at, last_at
+FROM fleet_tasks ORDER BY last_at DESC LIMIT %(limit)s
+
+-- name: fleet_task_events --
+SELECT event_id, at, state, message FROM fleet_task_events
+WHERE instance = %(instance)s AND task_id = %(task_id)s ORDER BY event_id

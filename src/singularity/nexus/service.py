@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from singularity.config import Settings
 from singularity.errors import DatabaseUnavailable
+from singularity.nexus.fleet import Fleet
 from singularity.nexus.hitl import Hitl
 from singularity.nexus.hitl_events import HitlEvents
 from singularity.nexus.llm_client import load_litellm
@@ -37,6 +38,7 @@ from singularity.shared_queue import (
     LlmRequest,
     QuestionRequest,
     ReplyTargets,
+    TaskEvent,
     consumer_options,
     open_bus,
 )
@@ -139,6 +141,7 @@ class Nexus:
                 bus.consumer(
                     "question_requests", QuestionRequest, hitl.take_question, options=options
                 ),
+                bus.consumer("task_events", TaskEvent, Fleet(pool).take_event, options=options),
             ]
             tasks = [asyncio.create_task(c.run(stop), name=f"consume:{c.queue}") for c in consumers]
             tasks.append(asyncio.create_task(events.run(stop), name="nexus:events"))

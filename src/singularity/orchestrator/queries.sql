@@ -146,3 +146,19 @@ SELECT output, ok FROM task_trajectory WHERE task_id = %(task_id)s AND key = %(k
 -- name: trajectory --
 SELECT key, kind, name, input, output, ok, tokens, cost_usd::float8 AS cost_usd, wall_ms, at
 FROM task_trajectory WHERE task_id = %(task_id)s ORDER BY id
+
+-- --------------------------------------------------------------------- task events outbox
+
+-- name: unsent_events --
+-- The oldest events not sent on the bus yet, with their task's fields. SKIP LOCKED: two
+-- relays of one instance (two processes) take different events.
+SELECT e.id, e.task_id, e.at, e.state, e.message, t.agent_id, t.description, t.repo,
+       t.outcome
+FROM task_events e JOIN tasks t ON t.id = e.task_id
+WHERE e.sent_at IS NULL
+ORDER BY e.id
+LIMIT %(limit)s
+FOR UPDATE OF e SKIP LOCKED
+
+-- name: mark_events_sent --
+UPDATE task_events SET sent_at = now() WHERE id = ANY(%(ids)s::bigint[])

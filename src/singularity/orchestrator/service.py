@@ -10,6 +10,7 @@ import psycopg
 import structlog
 
 from singularity.errors import DatabaseUnavailable
+from singularity.orchestrator.events_relay import relay_task_events
 from singularity.orchestrator.knowledge import KnowledgeStore, embedder_from_settings
 from singularity.orchestrator.platform import Connected, connect
 from singularity.orchestrator.runner import TaskRunner
@@ -74,7 +75,13 @@ class Singularity:
             runner = task_runner(connected, settings)
             limit = self.max_tasks or settings.singularity_max_tasks
             resume = self._resume(runner, stop, limit)
-            work = [asyncio.create_task(resume, name="tasks:resume")]
+            relay = relay_task_events(
+                connected.store, connected.client.publisher, cluster.instance, stop
+            )
+            work = [
+                asyncio.create_task(resume, name="tasks:resume"),
+                asyncio.create_task(relay, name="tasks:events"),
+            ]
             if settings.singularity_backups and cluster.instance == 1:
                 from singularity.orchestrator.backup import run_backups
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -204,6 +205,22 @@ class SingularityStore:
         row = await self._one("add_event", {"task_id": task_id, "state": state, "message": message})
         assert row is not None
         return int(row["id"])
+
+    async def relay_events(
+        self, send: Callable[[list[dict[str, Any]]], Awaitable[None]], *, limit: int = 200
+    ) -> int:
+        """Hand the oldest unsent task events (with their task's fields) to `send`, then mark
+        them sent, all while they are locked: two relays never send one event at once. An
+        event `send` raised for stays unsent. How many were sent."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(QUERIES["unsent_events"], {"limit": limit})
+            rows = await cursor.fetchall()
+            if rows:
+                await send(rows)
+                ids = [row["id"] for row in rows]
+                await conn.execute(QUERIES["mark_events_sent"], {"ids": ids})
+        return len(rows)
 
     async def cancel(self, task_id: int) -> bool:
         """End a task now, whoever works on it; False if it had ended already. Its runner

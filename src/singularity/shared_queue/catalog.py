@@ -21,6 +21,7 @@ from singularity.shared_queue.messages import (
     LlmResult,
     QuestionRequest,
     QuestionResponse,
+    TaskEvent,
     validate_queue_name,
 )
 
@@ -65,6 +66,8 @@ QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec("job_results", (Role.GENESIS,), Role.SINGULARITY, JobResult),
     QueueSpec("experiment_requests", (Role.SINGULARITY,), Role.GENESIS, ExperimentRequest),
     QueueSpec("experiment_results", (Role.GENESIS,), Role.SINGULARITY, ExperimentResult),
+    # Every instance's tasks, step by step: Nexus keeps them for its views of the fleet.
+    QueueSpec("task_events", (Role.SINGULARITY,), Role.NEXUS, TaskEvent),
 )
 
 _BY_NAME = {spec.name: spec for spec in QUEUES}

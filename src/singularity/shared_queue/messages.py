@@ -41,6 +41,7 @@ __all__ = [
     "QuestionRequest",
     "QuestionResponse",
     "QueueName",
+    "TaskEvent",
     "Tool",
     "ToolCall",
     "ToolChoice",
@@ -506,3 +507,23 @@ class ExperimentResult(Result):
     error: str | None = None
     # The setup step the runs had, or the one that failed with the end of its output.
     environment: dict[str, Any] | None = None
+
+
+class TaskEvent(BusMessage):
+    """`task_events`: one step of a Singularity instance's task (a state reached, a step of
+    its agent loop), for Nexus's views of the fleet. Sent from the instance's outbox (its
+    `task_events` table), in order; a copy sent twice has the same key and one effect."""
+
+    instance: int = Field(ge=1, le=999)
+    task_id: int = Field(ge=1, le=2**62)
+    event_id: int = Field(ge=1, le=2**62)
+    at: Deadline
+    state: Annotated[str, Field(min_length=1, max_length=64)]
+    message: Annotated[str, Field(max_length=8192)]
+    agent_id: AgentId | None = None
+    description: Annotated[str, Field(max_length=8192)] | None = None
+    repo: Annotated[str, Field(max_length=4096)] | None = None
+    outcome: Annotated[str, Field(max_length=64)] | None = None
+
+    def idempotency_key(self) -> str | None:
+        return f"{self.instance}:{self.task_id}:{self.event_id}"
