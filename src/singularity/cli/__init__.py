@@ -13,6 +13,7 @@ from singularity.cli import (
     config_cmd,
     db_cmd,
     demo_cmd,
+    eval_cmd,
     evolve_cmd,
     genesis_cmd,
     knowledge_cmd,
@@ -43,6 +44,7 @@ app.command("demo")(demo_cmd.demo)
 app.add_typer(task_cmd.task_app, name="task")
 app.command("tasks")(task_cmd.tasks)
 app.command("agents")(task_cmd.agents)
+app.command("eval")(eval_cmd.evaluate_suite)
 app.command("evolve")(evolve_cmd.evolve)
 app.add_typer(knowledge_cmd.app, name="knowledge")
 app.add_typer(analytics_cmd.app, name="analytics")

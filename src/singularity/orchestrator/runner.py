@@ -125,6 +125,7 @@ class TaskRunner:
         test_command: str,
         loop: bool = False,
         budget: dict[str, Any] | None = None,
+        evaluation: bool = False,
     ) -> int:
         """A new task, held by this runner; `loop`: worked in the agent loop (tools, tests,
         until they pass) instead of one plan and one diff, with `budget` (Budget's fields)
@@ -138,7 +139,9 @@ class TaskRunner:
             repo=str(root),
             test_command=test_command,
             runner=self.runner,
-            data={"mode": "loop", "budget": budget or {}} if loop else None,
+            data=(
+                {"mode": "loop", "budget": budget or {}, "evaluation": evaluation} if loop else None
+            ),
         )
         log.info("task_created", task_id=task_id, agent_id=agent_id, repo=str(repo))
         return task_id
@@ -218,9 +221,13 @@ class TaskRunner:
                         progress(event.state, event.message)
                     seen = event.id
         self._progress.pop(task_id, None)
-        if run.task.state in TERMINAL:
-            await asyncio.to_thread(self._workspace(task_id).remove)
-        return await self.store.task(task_id)
+        if run.task.state in TERMINAL and not run.data.get("evaluation"):
+            await asyncio.to_thread(self._workspace(task_id).remove)  # (an evaluation's judge
+        return await self.store.task(task_id)  # reads it, then removes it)
+
+    def workspace(self, task_id: int) -> TaskWorkspace:
+        """The workspace of a task worked in the loop (see `_work`)."""
+        return self._workspace(task_id)
 
     async def _advance(self, run: _Run, state: str, data: dict[str, Any], message: str) -> None:
         if not await self.store.advance(run.task.id, self.runner, state, data, message):
@@ -318,6 +325,12 @@ class TaskRunner:
             "loop": {"steps": end.steps, "tokens": end.tokens, "cost_usd": end.cost_usd},
         }
         message = f"change by {end.model} after {end.steps} model calls: {', '.join(files)}"
+        if run.data.get("evaluation"):
+            # An evaluation judges the change with its hidden tests: no reviewer, no apply.
+            await self.store.finish(
+                run.task.id, state="done", outcome="finished", data=data, message=message
+            )
+            return
         await self._advance(run, "validating", data, message)
 
     async def _note(self, run: _Run, message: str) -> None:
