@@ -17,6 +17,7 @@ from singularity.database import open_cluster
 from singularity.errors import UsageError
 from singularity.orchestrator.evaluation.run import TaskResult, evaluate, summary
 from singularity.orchestrator.evaluation.suite import EvalTask, load_suite
+from singularity.orchestrator.evaluation.swebench import DEFAULT_TEMPLATE, load_instances
 from singularity.orchestrator.platform import connect
 
 __all__ = ["evaluate_suite"]
@@ -37,10 +38,37 @@ def evaluate_suite(
         None, "--max-cost", min=0.0001, help="Each task's known cost in dollars at most."
     ),
     report: Path | None = typer.Option(None, "--json", help="Write the JSON report to this file."),
+    swe_bench: Path | None = typer.Option(
+        None, "--swe-bench", help="A JSONL file of SWE-bench-format instances instead of a suite."
+    ),
+    repos: Path | None = typer.Option(
+        None, "--repos", help="With --swe-bench: the folder of local clones (owner__name or name)."
+    ),
+    template: str = typer.Option(
+        DEFAULT_TEMPLATE,
+        "--test-template",
+        help="With --swe-bench: the command that runs test ids; {tests} is replaced by them.",
+    ),
+    setup: str | None = typer.Option(
+        None, "--setup", help="With --swe-bench: the judge's setup step (default: detected)."
+    ),
+    no_setup: bool = typer.Option(False, "--no-setup", help="With --swe-bench: install nothing."),
 ) -> None:
     """Work every task of a suite in the agent loop, judge it with its hidden tests, report."""
-    tasks = _chosen(load_suite(suite), only)
     settings = load()
+    if swe_bench is None:
+        if repos is not None or setup is not None or no_setup:
+            raise UsageError("--repos, --setup and --no-setup go with --swe-bench")
+        tasks = _chosen(load_suite(suite), only)
+    else:
+        if suite is not None or repos is None:
+            raise UsageError("--swe-bench takes --repos (the local clones), and no suite folder")
+        checkouts = settings.singularity_home / "evaluations" / "swe-bench"
+        chosen_setup: str | bool | None = False if no_setup else setup
+        instances = load_instances(
+            swe_bench, repos, checkouts, template=template, setup=chosen_setup
+        )
+        tasks = _chosen(instances, only)
     budget = {"steps": max_steps, "cost_usd": max_cost}
     budget = {name: value for name, value in budget.items() if value is not None}
     with open_cluster(settings) as cluster:
@@ -60,7 +88,7 @@ def _chosen(tasks: list[EvalTask], only: str | None) -> list[EvalTask]:
     known = {task.id for task in tasks}
     unknown = [name for name in wanted if name not in known]
     if unknown:
-        raise UsageError(f"no task {unknown[0]!r} in the suite (see its folder names)")
+        raise UsageError(f"no task {unknown[0]!r} in the suite (see its folder names or ids)")
     return [task for task in tasks if task.id in wanted]
 
 

@@ -35,7 +35,7 @@ from singularity.errors import SingularityError, UsageError
 from singularity.orchestrator.diffs import diff_problem, touched_files
 from singularity.safegit import find_repository, sealed_env, sealed_git_dir, shadow_git_dir
 
-__all__ = ["AppliedChange", "apply_change", "check_diff", "is_git_repository"]
+__all__ = ["AppliedChange", "apply_change", "apply_in_place", "check_diff", "is_git_repository"]
 
 _NAME, _EMAIL = "Singularity", "singularity@localhost"
 _IDENTITY = {
@@ -96,10 +96,9 @@ async def apply_change(root: Path, diff: str, *, branch: str, message: str) -> A
     files = touched_files(diff)
     top = _toplevel(base)
     if top is None:
-        with _sealed(base, shadow=False) as git:
-            run = await git("apply", "-", stdin=diff)
-        if run.code != 0:
-            raise SingularityError(f"the diff does not apply: {_cleaned(run.err, base)}")
+        problem = await apply_in_place(base, diff)
+        if problem is not None:
+            raise SingularityError(f"the diff does not apply: {problem}")
         return AppliedChange(branch=None, commit=None, files=files, base=None)
     if top != base:
         raise UsageError(
@@ -115,6 +114,18 @@ async def apply_change(root: Path, diff: str, *, branch: str, message: str) -> A
         commit = await _commit(git, head, diff, message)
         created = await _create_branch(git, branch, commit)
     return AppliedChange(branch=created, commit=commit, files=files, base=head)
+
+
+async def apply_in_place(root: Path, diff: str) -> str | None:
+    """Apply the diff to the files under `root` (as `patch -p1` would, with no repository and
+    whatever holds `root`); None once applied, else why not (git's words)."""
+    base = _directory(root)
+    problem = diff_problem(diff)
+    if problem is not None:
+        return problem
+    with _sealed(base, shadow=False) as git:
+        run = await git("apply", "-", stdin=diff)
+    return None if run.code == 0 else _cleaned(run.err, base)
 
 
 def _directory(root: Path) -> Path:

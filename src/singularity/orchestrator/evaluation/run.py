@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from singularity.orchestrator.evaluation.suite import EvalTask, copy_hidden_tests, copy_repo
+from singularity.orchestrator.repository import apply_in_place
 from singularity.orchestrator.runner import TaskRunner
 
 __all__ = ["TaskResult", "evaluate", "summary"]
@@ -117,12 +118,18 @@ async def _evaluate_one(
             say(task.id, "judging with the hidden tests")
             judged = folder / "judged"
             await asyncio.to_thread(shutil.copytree, workspace.work, judged, symlinks=True)
-            await asyncio.to_thread(copy_hidden_tests, task, judged)
+            if task.hidden_patch is None:
+                await asyncio.to_thread(copy_hidden_tests, task, judged)
+            else:
+                problem = await apply_in_place(judged, task.hidden_patch)
+                if problem is not None:
+                    result.outcome = f"unresolved: the test patch does not apply: {problem}"
+                    return _done(result, started, say)
             for command in (*task.fail_to_pass, *task.pass_to_pass):
                 outcome = await runner.client.run_in_workspace(
                     judged,
                     command,
-                    setup=False,
+                    setup=task.setup,
                     limits=_JUDGE_LIMITS,
                     agent_id=record.agent_id,
                     task_id=task_id,
@@ -134,9 +141,13 @@ async def _evaluate_one(
     finally:
         await asyncio.to_thread(workspace.remove)
         await asyncio.to_thread(shutil.rmtree, folder, True)
+    return _done(result, started, say)
+
+
+def _done(result: TaskResult, started: float, say: Progress) -> TaskResult:
     result.wall_s = round(time.monotonic() - started, 3)
-    say(task.id, result.outcome)
-    log.info("eval_task_done", task=task.id, outcome=result.outcome, task_id=task_id)
+    say(result.id, result.outcome)
+    log.info("eval_task_done", task=result.id, outcome=result.outcome, task_id=result.task_id)
     return result
 
 

@@ -66,6 +66,10 @@ class EvalTask:
     repo: Path
     hidden: Path
     solution: Path | None
+    # SWE-bench's instances (see `swebench`): the hidden tests as a patch, and the judge's
+    # environment (False: nothing installed, as the built-in suite needs; None: detected).
+    hidden_patch: str | None = None
+    setup: str | bool | None = False
 
 
 def builtin_suite_path() -> Path:
