@@ -144,7 +144,7 @@ def assert_contained(outcome: ExperimentOutcome) -> None:
     assert outcome.candidate.report.basis == "exit status"
     assert outcome.candidate.report.total == 1  # not the 50 or 1000 it printed
     assert outcome.warnings and all(w.startswith("candidate: ") for w in outcome.warnings)
-    answer = experiment_result("e1", outcome.to_dict())
+    answer = experiment_result("e1", outcome.to_dict()).model_dump(mode="json", exclude_none=True)
     assert answer["recommendation"] != "merge"
     assert answer["candidate"]["basis"] == "exit status" and answer["candidate"]["warnings"]
     summary = experiment_summary(answer)
@@ -172,7 +172,7 @@ async def test_finding_8b_merge_on_printed_output_says_so(repo: Path, sandbox: S
     assert "merge rests only on the runner output" in warning
     assert "could have written it" in warning
     assert "merge rests only" in printed(outcome)
-    answer = experiment_result("e1", outcome.to_dict())
+    answer = experiment_result("e1", outcome.to_dict()).model_dump(mode="json", exclude_none=True)
     summary = experiment_summary(answer)
     assert "counts from the candidate's runner output" in summary
 

@@ -20,6 +20,7 @@ from singularity.genesis.workspaces.snapshots import Snapshots
 from singularity.shared_queue import (
     Delivery,
     ExperimentRequest,
+    ExperimentResult,
     PermanentFailure,
     Reply,
     ReplyTargets,
@@ -32,7 +33,7 @@ log = structlog.get_logger(__name__)
 DEFAULT_REPLY_TO = "experiment_results"
 
 
-def experiment_result(request_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+def experiment_result(request_id: str, outcome: dict[str, Any]) -> ExperimentResult:
     """The `experiment_results` message of one outcome."""
     result = {
         "request_id": request_id,
@@ -49,11 +50,16 @@ def experiment_result(request_id: str, outcome: dict[str, Any]) -> dict[str, Any
     for phase in ("baseline", "candidate"):
         if outcome.get(phase):
             result[phase] = outcome[phase]
-    return result
+    return ExperimentResult.model_validate(result)
 
 
-def _refusal(request_id: str, reason: str) -> dict[str, Any]:
-    return {"request_id": request_id, "status": "error", "error": reason}
+def _recorded(request_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+    """The answer as the experiment's record keeps it (what is published, as JSON)."""
+    return experiment_result(request_id, outcome).model_dump(mode="json", exclude_none=True)
+
+
+def _refusal(request_id: str, reason: str) -> ExperimentResult:
+    return ExperimentResult(request_id=request_id, status="error", error=reason)
 
 
 class ExperimentHandler:
@@ -88,7 +94,8 @@ class ExperimentHandler:
         recorded = await self._store.experiment_reply(request_id)
         if recorded is not None:
             log.info("experiment_answered_again", experiment_id=request_id)
-            return Reply(*recorded)
+            target, answer = recorded
+            return Reply(target, ExperimentResult.model_validate(answer))
         try:
             trial = Trial(
                 id=request_id,
@@ -104,7 +111,7 @@ class ExperimentHandler:
                 setup=request.setup,
             )
             outcome = await self._lab.conduct(
-                trial, reply_to=reply_to, reply=lambda found: experiment_result(request_id, found)
+                trial, reply_to=reply_to, reply=lambda found: _recorded(request_id, found)
             )
         except (ValueError, UsageError) as exc:
             reason = str(exc)

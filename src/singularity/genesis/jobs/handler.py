@@ -20,7 +20,14 @@ from singularity.genesis.limits import Limits, limits_from_request
 from singularity.genesis.sandbox import Sandbox
 from singularity.genesis.store import ExecutionRecord, GenesisStore
 from singularity.genesis.workspaces.snapshots import Snapshots
-from singularity.shared_queue import Delivery, JobRequest, PermanentFailure, Reply, ReplyTargets
+from singularity.shared_queue import (
+    Delivery,
+    JobRequest,
+    JobResult,
+    PermanentFailure,
+    Reply,
+    ReplyTargets,
+)
 
 __all__ = ["DEFAULT_REPLY_TO", "JobHandler", "job_result", "job_spec"]
 
@@ -56,19 +63,16 @@ def job_spec(request: JobRequest, defaults: Limits) -> JobSpec | WorkspaceJob:
     )
 
 
-def job_result(request_id: str, execution: Execution) -> dict[str, Any]:
+def job_result(request_id: str, execution: Execution) -> JobResult:
     """The `job_results` message of one execution."""
-    return {"request_id": request_id, **execution.to_dict()}
+    return JobResult.model_validate({"request_id": request_id, **execution.to_dict()})
 
 
-def refusal(request_id: str, reason: str) -> dict[str, Any]:
+def refusal(request_id: str, reason: str) -> JobResult:
     """The answer to a request Genesis cannot serve as asked."""
-    return {
-        "request_id": request_id,
-        "output": "",
-        "error": reason,
-        "status": Status.UNSUPPORTED.value,
-    }
+    return JobResult(
+        request_id=request_id, output="", error=reason, status=Status.UNSUPPORTED.value
+    )
 
 
 class JobHandler:
@@ -110,7 +114,8 @@ class JobHandler:
         recorded = await self._store.job_reply(request_id)
         if recorded is not None:
             log.info("job_answered_again", request_id=request_id, msg_id=delivery.msg_id)
-            return Reply(*recorded)
+            target, answer = recorded
+            return Reply(target, JobResult.model_validate(answer))
         try:
             spec = job_spec(request, self._defaults)
         except ValueError as exc:
@@ -132,14 +137,14 @@ class JobHandler:
             language=_language(spec),
             mode=_mode(spec),
             reply_to=reply_to,
-            reply=job_result(request_id, execution),
+            reply=job_result(request_id, execution).model_dump(mode="json", exclude_none=True),
             code_bytes=len(code.encode(errors="surrogateescape")),
             received_at=delivery.enqueued_at,
             unsafe=self._unsafe,
         )
         target, reply = await self._store.record_execution(record, execution.history)
         _log(request_id, spec, execution)
-        return Reply(target, reply)
+        return Reply(target, JobResult.model_validate(reply))
 
     async def on_invalid(self, body: Any, reason: str) -> Sequence[Reply]:
         """An unreadable request is dead-lettered; its asker still hears why, when it can."""
