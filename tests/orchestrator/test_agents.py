@@ -9,6 +9,7 @@ import pytest
 
 from singularity.config import Settings
 from singularity.errors import ConfigError, SingularityError, UsageError
+from singularity.orchestrator.agent.loop import ALL_TOOLS, loop_tool_specs
 from singularity.orchestrator.agents import (
     AGENT_KINDS,
     PLACEHOLDERS,
@@ -16,6 +17,8 @@ from singularity.orchestrator.agents import (
     load_agent,
     load_agents,
     render,
+    shipped_tool_descriptions,
+    tool_descriptions,
 )
 from singularity.orchestrator.plan import PHASES, parse_plan
 
@@ -41,6 +44,7 @@ SHOWN = {
     "revise": ("description", "files", "knowledge", "plan", "diff", "feedback", "test_results"),
     "work": ("description", "layout", "files", "knowledge", "test_command"),
     "rework": ("feedback", "test_results"),
+    "tools": (),
 }
 
 
@@ -182,3 +186,38 @@ def test_render_of_a_plain_string_reports_the_prompt() -> None:
 def test_an_unknown_prompt_name(settings: Settings) -> None:
     with pytest.raises(UsageError, match="has no prompt 'review'"):
         load_agent("qa", settings).render("review")
+
+
+def test_a_users_tools_md_describes_the_tools_the_model_sees(
+    settings: Settings, home: Path
+) -> None:
+    override = home / "agents" / "coder" / "tools.md"
+    override.parent.mkdir(parents=True)
+    override.write_text("Ours.\n\n## read_file\n\nRead it slowly,\nline by line.\n")
+    kind = load_agent("coder", settings)
+    assert tool_descriptions(kind) == {"read_file": "Read it slowly, line by line."}
+    specs = {spec["function"]["name"]: spec["function"] for spec in loop_tool_specs(
+        tool_descriptions(kind)
+    )}  # fmt: skip
+    assert specs["read_file"]["description"] == "Read it slowly, line by line."
+    shipped = shipped_tool_descriptions()
+    assert set(shipped) == set(ALL_TOOLS)  # every tool is described in the shipped file
+    assert specs["finish"]["description"] == shipped["finish"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("## finish\nA.\n## finish\nB.\n", "described twice"),
+        ("## finish\n\n## run_tests\nRun them.\n", "has no description"),
+    ],
+)
+def test_a_malformed_tools_md_is_refused_with_its_file(
+    settings: Settings, home: Path, text: str, problem: str
+) -> None:
+    override = home / "agents" / "qa" / "tools.md"
+    override.parent.mkdir(parents=True)
+    override.write_text(text)
+    with pytest.raises(ConfigError, match=problem) as caught:
+        tool_descriptions(load_agent("qa", settings))
+    assert str(override) in str(caught.value)

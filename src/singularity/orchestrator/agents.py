@@ -1,6 +1,6 @@
 """Agent kinds and their prompts.
 
-Every kind has the same seven prompts, one Markdown file each, shipped in
+Every kind has the same eight prompts, one Markdown file each, shipped in
 `singularity/orchestrator/prompts/<kind>/`:
 
 - `system.md`: the system message, the agent's role. No placeholders.
@@ -18,6 +18,8 @@ Every kind has the same seven prompts, one Markdown file each, shipped in
   plan.md, and {test_command}.
 - `rework.md`: a reviewer sent the loop's change back; the loop goes on in the same
   workspace with this message. Placeholders: {feedback}, {test_results}.
+- `tools.md`: the loop's tools as the model reads them, a section per tool (`## NAME`, then
+  its description); a tool left out keeps the shipped description. No placeholders.
 
 `AgentKind.prompts` and `.sources` are keyed by the name without `.md` ("system", "plan",
 ...). PLACEHOLDERS holds the sets above; a caller passes at least the values of its prompt's set.
@@ -55,10 +57,12 @@ __all__ = [
     "load_agent",
     "load_agents",
     "render",
+    "shipped_tool_descriptions",
+    "tool_descriptions",
 ]
 
 AGENT_KINDS = ("architect", "coder", "qa", "self-improving-agent")
-PROMPT_NAMES = ("system", "plan", "code", "fix", "revise", "work", "rework")
+PROMPT_NAMES = ("system", "plan", "code", "fix", "revise", "work", "rework", "tools")
 
 _CONTEXT = frozenset({"description", "layout", "files", "knowledge"})
 PLACEHOLDERS: Mapping[str, frozenset[str]] = MappingProxyType(
@@ -70,6 +74,7 @@ PLACEHOLDERS: Mapping[str, frozenset[str]] = MappingProxyType(
         "revise": _CONTEXT | {"plan", "diff", "feedback", "test_results"},
         "work": _CONTEXT | {"test_command"},
         "rework": frozenset({"feedback", "test_results"}),
+        "tools": frozenset(),
     }
 )
 _DESCRIPTIONS = {
@@ -110,6 +115,36 @@ class AgentKind:
                 f"agent {self.name} has no prompt {prompt!r}: it has {', '.join(self.prompts)}"
             )
         return render(self.prompts[prompt], **values)
+
+
+def tool_descriptions(kind: AgentKind) -> dict[str, str]:
+    """The tools' descriptions of `kind`'s tools.md: a section per tool, `## NAME` then its
+    text (anything before the first heading is a note to the reader). ConfigError, naming
+    the file, for a tool described twice or not at all."""
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in render(kind.prompts["tools"]).splitlines():
+        if line.startswith("## "):
+            name = line[3:].strip()
+            if name in found:
+                raise ConfigError(f"{kind.sources['tools']}: the tool {name!r} is described twice")
+            current = found[name] = []
+        elif current is not None:
+            current.append(line.strip())
+    descriptions = {name: " ".join(" ".join(lines).split()) for name, lines in found.items()}
+    for name, text in descriptions.items():
+        if not text:
+            raise ConfigError(f"{kind.sources['tools']}: the tool {name!r} has no description")
+    return descriptions
+
+
+def shipped_tool_descriptions() -> dict[str, str]:
+    """The tools' descriptions as shipped (the coder's tools.md)."""
+    text, source = _read_shipped("coder", "tools")
+    kind = AgentKind(
+        "coder", "", MappingProxyType({"tools": text}), MappingProxyType({"tools": source})
+    )
+    return tool_descriptions(kind)
 
 
 def agents_dir(settings: Settings) -> Path:

@@ -22,8 +22,8 @@ import structlog
 
 from singularity.config import Settings
 from singularity.errors import SingularityError
-from singularity.orchestrator.agent.loop import AgentLoop, Budget
-from singularity.orchestrator.agents import load_agent
+from singularity.orchestrator.agent.loop import ALL_TOOLS, AgentLoop, Budget
+from singularity.orchestrator.agents import load_agent, tool_descriptions
 from singularity.orchestrator.client import LlmFailed, PlatformClient, RequestTimedOut
 from singularity.orchestrator.context import RepoContext
 from singularity.orchestrator.diffs import (
@@ -303,11 +303,19 @@ class TaskRunner:
                 test_results=run.data.get("test_results", ""),
             )
             messages.append({"role": "user", "content": rework})
+        descriptions = tool_descriptions(run.prompts.agent)
+        unknown = sorted(set(descriptions) - set(ALL_TOOLS))
+        if unknown:
+            raise SingularityError(
+                f"{run.prompts.agent.sources['tools']} describes tools the loop does not have: "
+                f"{', '.join(unknown)} (it has {', '.join(ALL_TOOLS)})"
+            )
         end = await AgentLoop(
             self.client,
             self.store,
             run.task,
             workspace.work,
+            descriptions=descriptions,
             budget=dataclasses.replace(self.budget, **run.data.get("budget", {})),
             progress=lambda message: self._note(run, message),
         ).run(messages, revision=revision)

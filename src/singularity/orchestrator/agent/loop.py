@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,12 +28,20 @@ from typing import Any, Literal
 import structlog
 
 from singularity.orchestrator.agent.output import bounded
-from singularity.orchestrator.agent.tools import WorkspaceTools, tool_specs
+from singularity.orchestrator.agent.tools import TOOL_NAMES, WorkspaceTools, tool_specs
+from singularity.orchestrator.agents import shipped_tool_descriptions
 from singularity.orchestrator.client import PlatformClient
 from singularity.orchestrator.store import SingularityStore, TaskRecord, TrajectoryStep
 from singularity.shared_queue import LlmResult
 
-__all__ = ["AgentLoop", "Budget", "LoopEnd", "loop_tool_specs"]
+__all__ = [
+    "ALL_TOOLS",
+    "PLATFORM_TOOLS",
+    "AgentLoop",
+    "Budget",
+    "LoopEnd",
+    "loop_tool_specs",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -110,37 +118,26 @@ def _function(name: str, description: str, properties: dict[str, Any]) -> dict[s
     }
 
 
-_PLATFORM_TOOLS = [
-    _function(
-        "run_tests",
-        "Run the repository's tests in a sandbox on the workspace as it is now; shows how "
-        "they ended and the end of their output.",
-        {},
-    ),
-    _function(
-        "run_command",
-        "Run a shell command in a sandbox on a copy of the workspace as it is now (no "
-        "network; what it changes in files is not kept). Shows its exit status and output.",
-        {"command": {"type": "string", "description": "Shell text, run by /bin/sh -c."}},
-    ),
-    _function(
-        "ask_human",
-        "Ask the human overseeing this task one short question, when the task is ambiguous "
-        "and the repository cannot tell you. Waits for the answer.",
-        {"question": {"type": "string"}},
-    ),
-    _function(
-        "finish",
-        "End the task: runs the tests once more and, when they pass, hands your change to "
-        "the reviewer with this summary (what you changed and why).",
-        {"summary": {"type": "string"}},
-    ),
-]
+# The platform's tools and their arguments; what each is for is said in tools.md.
+_PLATFORM_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "run_tests": {},
+    "run_command": {"command": {"type": "string", "description": "Shell text, run by /bin/sh -c."}},
+    "ask_human": {"question": {"type": "string"}},
+    "finish": {"summary": {"type": "string"}},
+}
+PLATFORM_TOOLS = tuple(_PLATFORM_ARGUMENTS)
+ALL_TOOLS = (*TOOL_NAMES, *PLATFORM_TOOLS)
 
 
-def loop_tool_specs() -> list[dict[str, Any]]:
-    """Every tool the loop's model may call: the workspace's and the platform's."""
-    return [*tool_specs(), *_PLATFORM_TOOLS]
+def loop_tool_specs(descriptions: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every tool the loop's model may call, the workspace's and the platform's, described as
+    the agent kind's tools.md says (`descriptions`), else as shipped."""
+    described = {**shipped_tool_descriptions(), **(descriptions or {})}
+    platform = [
+        _function(name, described[name], properties)
+        for name, properties in _PLATFORM_ARGUMENTS.items()
+    ]
+    return [*tool_specs(descriptions), *platform]
 
 
 Progress = Callable[[str], Awaitable[None]]
@@ -159,6 +156,7 @@ class AgentLoop:
         budget: Budget,
         task_type: str = "coder",
         progress: Progress | None = None,
+        descriptions: Mapping[str, str] | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -167,7 +165,7 @@ class AgentLoop:
         self.budget = budget
         self.task_type = task_type
         self.tools = WorkspaceTools(work)
-        self.specs = loop_tool_specs()
+        self.specs = loop_tool_specs(descriptions)
         self._progress = progress
         self._spent = _Spent()
 
@@ -267,7 +265,7 @@ class AgentLoop:
     async def _run_tool(
         self, key: str, name: str, arguments: str
     ) -> tuple[str, bool, bool, tuple[str, ...]]:
-        if name not in {spec["function"]["name"] for spec in _PLATFORM_TOOLS}:
+        if name not in _PLATFORM_ARGUMENTS:
             output = await self.tools.run(name, arguments)
             return output.text, output.ok, False, output.changed
         values = _arguments(arguments)

@@ -4,9 +4,9 @@ call (a name and its JSON arguments) and always answers with text, never an exce
 from __future__ import annotations
 
 import asyncio
-import copy
+import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from singularity.orchestrator.agent.files import (
 from singularity.orchestrator.agent.limits import Limits
 from singularity.orchestrator.agent.output import ToolError, ToolOutput, bounded
 from singularity.orchestrator.agent.search import search
+from singularity.orchestrator.agents import shipped_tool_descriptions
 
 __all__ = ["TOOL_NAMES", "WorkspaceTools", "tool_specs"]
 
@@ -38,65 +39,26 @@ _MAX_ERRORS_SHOWN = 5
 class _Tool:
     arguments: type[args.ToolArguments]
     function: Callable[..., ToolOutput]
-    description: str
 
 
 _TOOLS: dict[str, _Tool] = {
-    "list_files": _Tool(
-        args.ListFiles,
-        list_files,
-        "List a directory of the workspace, sorted. Directories end in '/'. With recursive, "
-        "every file below it (the .git directory is not entered unless you list it). "
-        "Symbolic links are shown but never followed.",
-    ),
-    "read_file": _Tool(
-        args.ReadFile,
-        read_file,
-        "Read a text file, or a range of its lines, with line numbers. Long files are cut: "
-        "the note at the end says which lines were shown and where to read on. Binary files "
-        "are refused.",
-    ),
-    "search_files": _Tool(
-        args.SearchFiles,
-        search,
-        "Search the workspace's text files for lines matching a regular expression; prints "
-        "'path:line: text' for each. Binary and huge files and .git are skipped; a pattern "
-        "that takes too long is stopped.",
-    ),
-    "edit_file": _Tool(
-        args.EditFile,
-        edit_file,
-        "Change a file by replacing old_text with new_text. old_text must be copied exactly "
-        "from the file and occur exactly once: include enough surrounding lines to make it "
-        "unique. Read the file first. Prefer this to write_file for changes to existing files.",
-    ),
-    "write_file": _Tool(
-        args.WriteFile,
-        write_file,
-        "Write a file's whole content, replacing it if it exists; missing directories are "
-        "created. Files under .git cannot be written.",
-    ),
-    "create_file": _Tool(
-        args.CreateFile,
-        create_file,
-        "Create a new file with the given content; refused if the file already exists. "
-        "Missing directories are created.",
-    ),
-    "delete_file": _Tool(
-        args.DeleteFile,
-        delete_file,
-        "Delete one file (not a directory). Files under .git cannot be deleted.",
-    ),
+    "list_files": _Tool(args.ListFiles, list_files),
+    "read_file": _Tool(args.ReadFile, read_file),
+    "search_files": _Tool(args.SearchFiles, search),
+    "edit_file": _Tool(args.EditFile, edit_file),
+    "write_file": _Tool(args.WriteFile, write_file),
+    "create_file": _Tool(args.CreateFile, create_file),
+    "delete_file": _Tool(args.DeleteFile, delete_file),
 }
 
 TOOL_NAMES: tuple[str, ...] = tuple(_TOOLS)
 
 
-def _spec(name: str, tool: _Tool) -> dict[str, Any]:
+def _spec(name: str, tool: _Tool, description: str) -> dict[str, Any]:
     schema = tool.arguments.model_json_schema()
     return {
         "type": "function",
-        "function": {"name": name, "description": tool.description, "parameters": schema},
+        "function": {"name": name, "description": description, "parameters": schema},
     }
 
 
@@ -113,12 +75,16 @@ def _without_titles(schema: Any) -> Any:
     return schema
 
 
-_SPECS = tuple(_without_titles(_spec(name, tool)) for name, tool in _TOOLS.items())
+def tool_specs(descriptions: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """OpenAI-style function specs of every workspace tool, described as the agent kind's
+    tools.md says (`descriptions`), else as shipped; a fresh copy to change freely."""
+    described = {**_shipped(), **(descriptions or {})}
+    return [_without_titles(_spec(name, tool, described[name])) for name, tool in _TOOLS.items()]
 
 
-def tool_specs() -> list[dict[str, Any]]:
-    """OpenAI-style function specs of every workspace tool (a fresh copy to change freely)."""
-    return copy.deepcopy(list(_SPECS))
+@functools.cache
+def _shipped() -> dict[str, str]:
+    return shipped_tool_descriptions()
 
 
 @dataclass(frozen=True)
