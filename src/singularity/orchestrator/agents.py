@@ -37,6 +37,7 @@ gives `{` and `}}` gives `}` (so a JSON example reads `{{"key": 1}}`).
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -121,30 +122,35 @@ def tool_descriptions(kind: AgentKind) -> dict[str, str]:
     """The tools' descriptions of `kind`'s tools.md: a section per tool, `## NAME` then its
     text (anything before the first heading is a note to the reader). ConfigError, naming
     the file, for a tool described twice or not at all."""
+    return _sections(kind.prompts["tools"], kind.sources["tools"])
+
+
+def shipped_tool_descriptions() -> dict[str, str]:
+    """The tools' descriptions as shipped (the coder's tools.md), read once."""
+    return dict(_shipped_tools())
+
+
+@functools.cache
+def _shipped_tools() -> dict[str, str]:
+    return _sections(*_read_shipped("coder", "tools"))
+
+
+def _sections(text: str, source: Path) -> dict[str, str]:
     found: dict[str, list[str]] = {}
     current: list[str] | None = None
-    for line in render(kind.prompts["tools"]).splitlines():
+    for line in render(text).splitlines():
         if line.startswith("## "):
             name = line[3:].strip()
             if name in found:
-                raise ConfigError(f"{kind.sources['tools']}: the tool {name!r} is described twice")
+                raise ConfigError(f"{source}: the tool {name!r} is described twice")
             current = found[name] = []
         elif current is not None:
             current.append(line.strip())
     descriptions = {name: " ".join(" ".join(lines).split()) for name, lines in found.items()}
-    for name, text in descriptions.items():
-        if not text:
-            raise ConfigError(f"{kind.sources['tools']}: the tool {name!r} has no description")
+    for name, described in descriptions.items():
+        if not described:
+            raise ConfigError(f"{source}: the tool {name!r} has no description")
     return descriptions
-
-
-def shipped_tool_descriptions() -> dict[str, str]:
-    """The tools' descriptions as shipped (the coder's tools.md)."""
-    text, source = _read_shipped("coder", "tools")
-    kind = AgentKind(
-        "coder", "", MappingProxyType({"tools": text}), MappingProxyType({"tools": source})
-    )
-    return tool_descriptions(kind)
 
 
 def agents_dir(settings: Settings) -> Path:

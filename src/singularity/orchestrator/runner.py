@@ -75,6 +75,14 @@ def runner_id() -> str:
     return f"runner-{uuid.uuid4().hex[:12]}"
 
 
+@dataclass
+class _Live:
+    """A running task's progress callback, and the last of its events it was shown."""
+
+    progress: Progress | None
+    seen: int = 0
+
+
 class TaskLost(Exception):
     """Another runner holds the task now (this one's lease ran out)."""
 
@@ -112,8 +120,7 @@ class TaskRunner:
         self.runner = runner or runner_id()
         self.lease_s = lease_s
         self.budget = budget or budget_of(settings)
-        self._progress: dict[int, Progress | None] = {}
-        self._shown: set[int] = set()  # events the loop showed as they came
+        self._live: dict[int, _Live] = {}  # the progress shown of each task running here
 
     async def create(
         self,
@@ -204,8 +211,7 @@ class TaskRunner:
             "reviewing": self._review,
             "applying": self._apply,
         }
-        self._progress[task_id] = progress
-        seen = 0
+        live = self._live[task_id] = _Live(progress)
         while run.task.state not in TERMINAL:
             try:
                 await step_of[run.task.state](run)
@@ -216,11 +222,10 @@ class TaskRunner:
                 break
             run.task = await self.store.task(task_id)
             if progress is not None:
-                for event in await self.store.events(task_id, after=seen):
-                    if event.id not in self._shown:  # the loop's own, shown as they came
-                        progress(event.state, event.message)
-                    seen = event.id
-        self._progress.pop(task_id, None)
+                for event in await self.store.events(task_id, after=live.seen):
+                    progress(event.state, event.message)
+                    live.seen = event.id
+        self._live.pop(task_id, None)
         if run.task.state in TERMINAL and not run.data.get("evaluation"):
             await asyncio.to_thread(self._workspace(task_id).remove)  # (an evaluation's judge
         return await self.store.task(task_id)  # reads it, then removes it)
@@ -344,10 +349,10 @@ class TaskRunner:
     async def _note(self, run: _Run, message: str) -> None:
         """One step of the loop: a task event, shown at once."""
         event_id = await self.store.note(run.task.id, run.task.state, message)
-        self._shown.add(event_id)
-        progress = self._progress.get(run.task.id)
-        if progress is not None:
-            progress(run.task.state, message)
+        live = self._live.get(run.task.id)
+        if live is not None and live.progress is not None:
+            live.progress(run.task.state, message)
+            live.seen = event_id  # shown: the runner's own events come one after another
 
     async def _code(self, run: _Run) -> None:
         revision = int(run.data.get("revision", 0))

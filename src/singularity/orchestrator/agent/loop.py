@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +40,7 @@ __all__ = [
     "AgentLoop",
     "Budget",
     "LoopEnd",
+    "Spent",
     "loop_tool_specs",
 ]
 
@@ -73,20 +74,28 @@ class LoopEnd:
 
 
 @dataclass
-class _Spent:
+class Spent:
+    """What a loop's model calls cost: calls, tokens, dollars (None once one is unknown)."""
+
     steps: int = 0
     tokens: int = 0
     cost_usd: float | None = 0.0
-    started: float = field(default_factory=time.monotonic)
 
-    def add(self, result: LlmResult) -> None:
+    @classmethod
+    def of(cls, steps: Iterable[TrajectoryStep]) -> Spent:
+        """What the model calls among a trajectory's steps cost."""
+        spent = cls()
+        for step in steps:
+            if step.kind == "model":
+                spent.add(step.tokens, step.cost_usd)
+        return spent
+
+    def add(self, tokens: int, cost_usd: float | None) -> None:
         self.steps += 1
-        if result.usage is not None:
-            self.tokens += result.usage.prompt_tokens + result.usage.completion_tokens
-        if result.cost_usd is None or self.cost_usd is None:
-            self.cost_usd = None
-        else:
-            self.cost_usd += result.cost_usd
+        self.tokens += tokens
+        self.cost_usd = (
+            None if cost_usd is None or self.cost_usd is None else self.cost_usd + cost_usd
+        )
 
     def exceeded(self, budget: Budget, started_at: datetime) -> str | None:
         if self.steps >= budget.steps:
@@ -167,7 +176,7 @@ class AgentLoop:
         self.tools = WorkspaceTools(work)
         self.specs = loop_tool_specs(descriptions)
         self._progress = progress
-        self._spent = _Spent()
+        self._spent = Spent()
 
     async def run(self, messages: list[dict[str, Any]], *, revision: int) -> LoopEnd:
         """Turns until the model finishes with passing tests, or a budget stops it. Earlier
@@ -202,15 +211,12 @@ class AgentLoop:
             turn += 1
 
     async def _count_earlier(self, revision: int) -> None:
-        for step in await self.store.trajectory(self.task.id):
-            if step.kind != "model" or step.key.startswith(f"r{revision}-"):
-                continue
-            self._spent.steps += 1
-            self._spent.tokens += step.tokens
-            if step.cost_usd is None or self._spent.cost_usd is None:
-                self._spent.cost_usd = None
-            else:
-                self._spent.cost_usd += step.cost_usd
+        earlier = [
+            step
+            for step in await self.store.trajectory(self.task.id)
+            if not step.key.startswith(f"r{revision}-")
+        ]
+        self._spent = Spent.of(earlier)
 
     async def _model(self, messages: list[dict[str, Any]], revision: int, turn: int) -> LlmResult:
         key = f"r{revision}-{turn}-model"
@@ -223,9 +229,10 @@ class AgentLoop:
             task_id=self.task.id,
             step=f"loop-{key}",
         )
-        self._spent.add(answer)
-        names = [call.function.name for call in answer.tool_calls or []]
         usage = answer.usage
+        tokens = 0 if usage is None else usage.prompt_tokens + usage.completion_tokens
+        self._spent.add(tokens, answer.cost_usd)
+        names = [call.function.name for call in answer.tool_calls or []]
         await self._record(
             key,
             "model",
@@ -233,7 +240,7 @@ class AgentLoop:
             {"messages": len(messages)},
             {"text": bounded(answer.result or "", 4_000), "tool_calls": names},
             ok=True,
-            tokens=0 if usage is None else usage.prompt_tokens + usage.completion_tokens,
+            tokens=tokens,
             cost_usd=answer.cost_usd,
             wall_ms=(time.monotonic() - started) * 1000,
         )

@@ -4,7 +4,6 @@ call (a name and its JSON arguments) and always answers with text, never an exce
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,13 +77,8 @@ def _without_titles(schema: Any) -> Any:
 def tool_specs(descriptions: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """OpenAI-style function specs of every workspace tool, described as the agent kind's
     tools.md says (`descriptions`), else as shipped; a fresh copy to change freely."""
-    described = {**_shipped(), **(descriptions or {})}
+    described = {**shipped_tool_descriptions(), **(descriptions or {})}
     return [_without_titles(_spec(name, tool, described[name])) for name, tool in _TOOLS.items()]
-
-
-@functools.cache
-def _shipped() -> dict[str, str]:
-    return shipped_tool_descriptions()
 
 
 @dataclass(frozen=True)

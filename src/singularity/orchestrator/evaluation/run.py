@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from singularity.orchestrator.agent.loop import Spent
 from singularity.orchestrator.evaluation.suite import EvalTask, copy_hidden_tests, copy_repo
 from singularity.orchestrator.repository import apply_in_place
 from singularity.orchestrator.runner import TaskRunner
@@ -94,26 +95,21 @@ async def _evaluate_one(
     )
     say(task.id, f"task {task_id}: the agent works")
     record = await runner.run(task_id)
-    loop = record.data.get("loop", {})
+    spent = Spent.of(await runner.store.trajectory(task_id))  # finished or not
     result = TaskResult(
         task.id,
         task.language,
         resolved=False,
         outcome="unresolved",
         task_id=task_id,
-        model_calls=int(loop.get("steps", 0)),
-        tokens=int(loop.get("tokens", 0)),
-        cost_usd=loop.get("cost_usd"),
+        model_calls=spent.steps,
+        tokens=spent.tokens,
+        cost_usd=spent.cost_usd,
     )
     workspace = runner.workspace(task_id)
     try:
         if record.outcome != "finished":
             result.outcome = f"agent failed: {record.error or record.outcome or record.state}"
-            spent = await runner.store.trajectory(task_id)
-            result.model_calls = sum(1 for step in spent if step.kind == "model")
-            result.tokens = sum(step.tokens for step in spent)
-            costs = [step.cost_usd for step in spent if step.kind == "model"]
-            result.cost_usd = None if None in costs else float(sum(c or 0.0 for c in costs))
         else:
             say(task.id, "judging with the hidden tests")
             judged = folder / "judged"
